@@ -1,0 +1,41 @@
+"""pillsnap_sdk: identify pills in photos with a verified, versioned ONNX model bundle.
+
+>>> from pillsnap_sdk import Identifier
+>>> idf = Identifier.from_bundle("models/pushin-pill-edge")       # doctest: +SKIP
+>>> res = idf.identify("examples/multi_pills.jpg")                  # doctest: +SKIP
+>>> [(p.label.name if p.label else "unknown") for p in res.pills]  # doctest: +SKIP
+
+The runtime depends on numpy, opencv-python-headless, pillow, pydantic and onnxruntime
+only; it never imports torch.
+"""
+
+from .errors import (
+    BundleError,
+    BundleIntegrityError,
+    InvalidArgumentError,
+    InvalidImageError,
+    PillsnapError,
+    ProviderUnavailableError,
+    UnsupportedBundleError,
+)
+from .pipeline import Identifier, Mode
+from .results import BBox, BundleRef, Candidate, IdentifyResult, PillResult
+from .version import __version__
+
+__all__ = [
+    "BBox",
+    "BundleError",
+    "BundleIntegrityError",
+    "BundleRef",
+    "Candidate",
+    "Identifier",
+    "IdentifyResult",
+    "InvalidArgumentError",
+    "InvalidImageError",
+    "Mode",
+    "PillResult",
+    "PillsnapError",
+    "ProviderUnavailableError",
+    "UnsupportedBundleError",
+    "__version__",
+]

@@ -1,0 +1,68 @@
+"""Numpy post-processing: calibrated softmax, detector decoding and NMS.
+
+Kept free of onnxruntime so it can be property-tested on its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["calibrated_softmax", "decode_yolo", "nms"]
+
+F32 = npt.NDArray[np.float32]
+
+
+def calibrated_softmax(logits: F32, temperature: float) -> F32:
+    """``softmax(logits / T)`` row-wise, numerically stable, in float32."""
+    z = logits.astype(np.float32) / np.float32(temperature)
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def nms(boxes: F32, scores: F32, iou_threshold: float, max_keep: int) -> npt.NDArray[np.intp]:
+    """Greedy non-maximum suppression on xyxy boxes; returns kept indices, best first."""
+    if boxes.shape[0] == 0:
+        return np.empty((0,), dtype=np.intp)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size and len(keep) < max_keep:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
+        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
+        inter = w * h
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.intp)
+
+
+def decode_yolo(
+    output: F32, conf_threshold: float, iou_threshold: float, max_detections: int
+) -> tuple[F32, F32]:
+    """Decode an Ultralytics head ``[1, 4+C, A]`` into xyxy boxes and scores (class-agnostic).
+
+    Every class counts as "pill": a detector trained with several classes still finds pills.
+    """
+    if output.ndim != 3 or output.shape[0] != 1 or output.shape[1] < 5:
+        raise ValueError(f"expected detector output [1, 4+C, A], got {output.shape}")
+    pred = output[0]
+    scores = pred[4:].max(axis=0)
+    mask = scores >= conf_threshold
+    if not mask.any():
+        return np.empty((0, 4), np.float32), np.empty((0,), np.float32)
+    cxcywh = pred[:4, mask].T
+    sel_scores = scores[mask].astype(np.float32)
+    boxes = np.empty_like(cxcywh, dtype=np.float32)
+    half_w, half_h = cxcywh[:, 2] / 2, cxcywh[:, 3] / 2
+    boxes[:, 0] = cxcywh[:, 0] - half_w
+    boxes[:, 1] = cxcywh[:, 1] - half_h
+    boxes[:, 2] = cxcywh[:, 0] + half_w
+    boxes[:, 3] = cxcywh[:, 1] + half_h
+    keep = nms(boxes, sel_scores, iou_threshold, max_detections)
+    return boxes[keep], sel_scores[keep]

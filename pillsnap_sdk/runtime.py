@@ -1,0 +1,101 @@
+"""onnxruntime sessions built deliberately: providers, threads, memory arena, strictness.
+
+onnxruntime silently falls back to CPU when a requested provider cannot load; a kiosk
+vendor who paid for a GPU wants to know. ``strict_providers=True`` turns that into
+:class:`ProviderUnavailableError`; otherwise the fallback is logged as a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import onnxruntime as ort
+
+from .bundle.manifest import ModelSpec
+from .errors import BundleError, ProviderUnavailableError
+
+__all__ = ["available_providers", "create_session"]
+
+log = logging.getLogger("pillsnap_sdk")
+
+ProviderArg = str | tuple[str, dict[str, Any]]
+
+
+def available_providers() -> list[str]:
+    return list(ort.get_available_providers())
+
+
+def _provider_name(p: ProviderArg) -> str:
+    return p if isinstance(p, str) else p[0]
+
+
+def create_session(
+    model_bytes: bytes,
+    spec: ModelSpec,
+    *,
+    providers: Sequence[ProviderArg] | None,
+    intra_op_threads: int | None,
+    strict_providers: bool,
+    dynamic_batch: bool,
+) -> ort.InferenceSession:
+    """Build one session from verified bytes and check its input against the manifest.
+
+    ``dynamic_batch`` models (the classifier, fed 1..N crops) run without the CPU memory
+    arena and memory patterns: with varying shapes the arena keeps every peak it has seen
+    and RSS creeps up over a long run. Fixed-shape models (the detector) keep both.
+    """
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if intra_op_threads is not None:
+        if intra_op_threads < 1:
+            raise ValueError("intra_op_threads must be >= 1")
+        opts.intra_op_num_threads = intra_op_threads
+    if dynamic_batch:
+        opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
+    opts.log_severity_level = 3
+    requested = list(providers) if providers else ["CPUExecutionProvider"]
+    try:
+        session = ort.InferenceSession(model_bytes, sess_options=opts, providers=requested)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise BundleError(f"{spec.file}: onnxruntime cannot load the model: {exc}") from exc
+    active = session.get_providers()
+    missing = [_provider_name(p) for p in requested if _provider_name(p) not in active]
+    if missing:
+        msg = (
+            f"{spec.file}: requested provider(s) {missing} not active (running on {active}); "
+            "install the matching onnxruntime build (e.g. pillsnap[gpu]) and drivers"
+        )
+        if strict_providers:
+            raise ProviderUnavailableError(msg)
+        log.warning(msg)
+    _check_input(session, spec)
+    return session
+
+
+def _check_input(session: ort.InferenceSession, spec: ModelSpec) -> None:
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise BundleError(f"{spec.file}: expected 1 input, the model has {len(inputs)}")
+    inp = inputs[0]
+    if inp.name != spec.input_name:
+        raise BundleError(
+            f"{spec.file}: input is named {inp.name!r}, manifest says {spec.input_name!r}"
+        )
+    shape = list(inp.shape)
+    want = spec.input_shape
+    ok = len(shape) == len(want) == 4 and all(
+        isinstance(w, str) or s == w for s, w in zip(shape, want, strict=True)
+    )
+    h, w = spec.preprocessing.size
+    if ok and not (shape[2] in (h, None) or isinstance(shape[2], str)):
+        ok = False
+    if not ok or want[2:] != [h, w]:
+        raise BundleError(
+            f"{spec.file}: model input shape {shape} disagrees with the manifest "
+            f"{want} / preprocessing size {(h, w)}"
+        )
