@@ -33,7 +33,7 @@ ImageInput: TypeAlias = (
 DEFAULT_MAX_PIXELS = 64_000_000
 
 # Our own limit is checked from the header; PIL's global bomb check stays as a second net
-# but must not turn into a warning-as-error surprise for callers.
+# (DecompressionBombError above 2 x Image.MAX_IMAGE_PIXELS whatever max_pixels says).
 _ALPHA_BACKGROUND = (255, 255, 255)
 
 
@@ -55,12 +55,14 @@ def load_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> RG
         return _decode(io.BytesIO(data), max_pixels, source="bytes")
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
-        if not path.is_file():
-            raise InvalidImageError(f"no such image file: {path} (check the path)")
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InvalidImageError(f"cannot read {path}: {exc}") from exc
+            # is_file() itself raises for over-long names and unreadable parents.
+            is_file = path.is_file()
+            data = path.read_bytes() if is_file else b""
+        except (OSError, ValueError) as exc:
+            raise InvalidImageError(f"cannot read image file {str(path)[:200]!r}: {exc}") from exc
+        if not is_file:
+            raise InvalidImageError(f"no such image file: {path} (check the path)")
         if not data:
             raise InvalidImageError(f"{path} is empty (0 bytes): retake or re-upload the photo")
         return _decode(io.BytesIO(data), max_pixels, source=str(path))
@@ -81,25 +83,46 @@ def _check_size(width: int, height: int, max_pixels: int, source: str) -> None:
 
 
 def _decode(stream: io.BytesIO, max_pixels: int, source: str) -> RGBImage:
+    try:
+        img = _open(stream, max_pixels)
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(
+            f"{source}: not a decodable image ({exc.__class__.__name__}); "
+            "send a JPEG, PNG, WebP, BMP, TIFF or GIF photo"
+        ) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImageError(
+            f"{source}: image header claims too many pixels ({exc}); the limit is "
+            f"{max_pixels:,} pixels: downscale the photo"
+        ) from exc
+    except Exception as exc:  # PIL raises many types for hostile headers
+        raise InvalidImageError(f"{source}: cannot parse image header: {exc}") from exc
+    _check_size(img.width, img.height, max_pixels, source)
+    try:
+        img.load()
+    except Exception as exc:  # truncated / corrupt payloads: OSError, SyntaxError, ...
+        raise InvalidImageError(
+            f"{source}: image data is corrupt or truncated ({exc}); retake or re-upload"
+        ) from exc
+    return _from_pil(img, max_pixels, source)
+
+
+def _open(stream: io.BytesIO, max_pixels: int) -> Image.Image:
+    """``Image.open`` without touching the process-wide warning filters on the hot path.
+
+    PIL warns (DecompressionBombWarning) above ``Image.MAX_IMAGE_PIXELS`` while parsing the
+    header, i.e. before our own limit is checked. ``warnings.catch_warnings`` is not
+    thread-safe (it swaps the global filter list), so it is only used when the caller
+    raised ``max_pixels`` above PIL's threshold and the warning could concern an image we
+    accept. With the default limit every image PIL warns about is refused right after
+    (the warning may still reach the caller's log; as an error it is caught below).
+    """
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    if pil_limit is None or max_pixels <= pil_limit:
+        return Image.open(stream)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(stream)
-        except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-            raise InvalidImageError(
-                f"{source}: not a decodable image ({exc.__class__.__name__}); "
-                "send a JPEG, PNG, WebP, BMP, TIFF or GIF photo"
-            ) from exc
-        except Exception as exc:  # PIL raises many types for hostile headers
-            raise InvalidImageError(f"{source}: cannot parse image header: {exc}") from exc
-        _check_size(img.width, img.height, max_pixels, source)
-        try:
-            img.load()
-        except Exception as exc:  # truncated / corrupt payloads: OSError, SyntaxError, ...
-            raise InvalidImageError(
-                f"{source}: image data is corrupt or truncated ({exc}); retake or re-upload"
-            ) from exc
-        return _from_pil(img, max_pixels, source)
+        return Image.open(stream)
 
 
 def _from_pil(img: Image.Image, max_pixels: int, source: str) -> RGBImage:

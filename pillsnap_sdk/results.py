@@ -10,7 +10,9 @@ __all__ = ["BBox", "BundleRef", "Candidate", "IdentifyResult", "PillResult"]
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # "ignore": JSON written by model_dump_json (which includes the computed `label`)
+    # must load back with model_validate_json.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class BBox(_Result):

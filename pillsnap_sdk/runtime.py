@@ -14,7 +14,7 @@ from typing import Any
 import onnxruntime as ort
 
 from .bundle.manifest import ModelSpec
-from .errors import BundleError, ProviderUnavailableError
+from .errors import BundleError, InvalidArgumentError, ProviderUnavailableError
 
 __all__ = ["available_providers", "create_session"]
 
@@ -51,20 +51,29 @@ def create_session(
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.inter_op_num_threads = 1
     if intra_op_threads is not None:
-        if intra_op_threads < 1:
-            raise ValueError("intra_op_threads must be >= 1")
+        if (
+            not isinstance(intra_op_threads, int)
+            or isinstance(intra_op_threads, bool)
+            or intra_op_threads < 1
+        ):
+            raise InvalidArgumentError(
+                f"intra_op_threads must be a positive int (or None for onnxruntime's "
+                f"default), got {intra_op_threads!r}"
+            )
         opts.intra_op_num_threads = intra_op_threads
     if dynamic_batch:
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
     opts.log_severity_level = 3
-    requested = list(providers) if providers else ["CPUExecutionProvider"]
+    requested: list[ProviderArg] = list(providers) if providers else ["CPUExecutionProvider"]
+    usable = _usable_providers(requested, spec, strict_providers)
     try:
-        session = ort.InferenceSession(model_bytes, sess_options=opts, providers=requested)
+        session = ort.InferenceSession(model_bytes, sess_options=opts, providers=usable)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise BundleError(f"{spec.file}: onnxruntime cannot load the model: {exc}") from exc
     active = session.get_providers()
-    missing = [_provider_name(p) for p in requested if _provider_name(p) not in active]
+    # Available but not active: the provider failed to initialise (drivers, CUDA libs).
+    missing = [_provider_name(p) for p in usable if _provider_name(p) not in active]
     if missing:
         msg = (
             f"{spec.file}: requested provider(s) {missing} not active (running on {active}); "
@@ -75,6 +84,38 @@ def create_session(
         log.warning(msg)
     _check_input(session, spec)
     return session
+
+
+def _usable_providers(
+    requested: list[ProviderArg], spec: ModelSpec, strict: bool
+) -> list[ProviderArg]:
+    """Refuse misspelt provider names; drop (or, strict, refuse) ones this build lacks.
+
+    Left to onnxruntime, an unavailable provider is dropped with a bare UserWarning and a
+    misspelt one makes it print an "EP Error" to stdout and build the session twice, both
+    ending on CPU; deciding here gives one typed error or one logged warning that says
+    what to do.
+    """
+    known = set(ort.get_all_providers())
+    unknown = [_provider_name(p) for p in requested if _provider_name(p) not in known]
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown onnxruntime execution provider name(s) {unknown}; "
+            f"names this onnxruntime knows: {sorted(known)}"
+        )
+    available = set(available_providers())
+    absent = [_provider_name(p) for p in requested if _provider_name(p) not in available]
+    if absent:
+        msg = (
+            f"{spec.file}: requested provider(s) {absent} not available in this onnxruntime "
+            f"build (available: {sorted(available)}); install the matching onnxruntime build "
+            "(e.g. pillsnap[gpu]) and drivers"
+        )
+        if strict:
+            raise ProviderUnavailableError(msg)
+        log.warning("%s; falling back to CPUExecutionProvider", msg)
+    usable = [p for p in requested if _provider_name(p) in available]
+    return usable or ["CPUExecutionProvider"]
 
 
 def _check_input(session: ort.InferenceSession, spec: ModelSpec) -> None:

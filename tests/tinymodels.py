@@ -52,8 +52,12 @@ def detector_onnx(size: int = DET_SIZE) -> bytes:
     """Output [1, 5, 4]: one fixed box per quadrant, score = quadrant mean of max(R,G,B)."""
     q = size // 2
     boxes = np.array(
-        [[q / 2, q / 2, q * 0.75, q * 0.75], [q * 1.5, q / 2, q * 0.75, q * 0.75],
-         [q / 2, q * 1.5, q * 0.75, q * 0.75], [q * 1.5, q * 1.5, q * 0.75, q * 0.75]],
+        [
+            [q / 2, q / 2, q * 0.75, q * 0.75],
+            [q * 1.5, q / 2, q * 0.75, q * 0.75],
+            [q / 2, q * 1.5, q * 0.75, q * 0.75],
+            [q * 1.5, q * 1.5, q * 0.75, q * 0.75],
+        ],
         dtype=np.float32,
     ).T[None]  # [1, 4, 4]: (cx, cy, w, h) x anchors
     nodes = [
@@ -86,8 +90,12 @@ def labels(n: int = 3) -> LabelsFile:
     names = list(COLOURS)[:n] + [f"extra{i}" for i in range(max(0, n - 3))]
     return LabelsFile(
         classes=[
-            LabelEntry(index=i, code=f"K-{i:06d}", name=f"{nm} pill",
-                       metadata={"colour": nm, "manufacturer": "Test Pharma"})
+            LabelEntry(
+                index=i,
+                code=f"K-{i:06d}",
+                name=f"{nm} pill",
+                metadata={"colour": nm, "manufacturer": "Test Pharma"},
+            )
             for i, nm in enumerate(names)
         ]
     )
@@ -111,8 +119,12 @@ def make_bundle(
         "precision": "fp32",
         "input_name": "input",
         "input_shape": [classifier_batch, 3, size, size],
-        "preprocessing": {"resize": "stretch", "size": [size, size], "mean": [0, 0, 0],
-                          "std": [1, 1, 1]},
+        "preprocessing": {
+            "resize": "stretch",
+            "size": [size, size],
+            "mean": [0, 0, 0],
+            "std": [1, 1, 1],
+        },
         "output_format": "logits",
     }
     models = {"classifier.onnx": classifier_onnx(batch=classifier_batch, size=classifier_size)}
@@ -123,8 +135,7 @@ def make_bundle(
             "precision": "fp32",
             "input_name": "images",
             "input_shape": [1, 3, DET_SIZE, DET_SIZE],
-            "preprocessing": {"resize": "letterbox", "size": [DET_SIZE, DET_SIZE],
-                              "pad_value": 0},
+            "preprocessing": {"resize": "letterbox", "size": [DET_SIZE, DET_SIZE], "pad_value": 0},
             "output_format": "yolo_cxcywh",
         }
         models["detector.onnx"] = detector_onnx()
@@ -139,9 +150,14 @@ def make_bundle(
         model_card="# tiny-test\nSynthetic test bundle.\n",
         extra={
             "min_sdk_version": min_sdk_version,
-            "thresholds": {"temperature": 1.0, "unknown_threshold": 0.6,
-                           "detector_confidence": 0.5, "nms_iou": 0.5, "crop_margin": 0.05,
-                           **(thresholds or {})},
+            "thresholds": {
+                "temperature": 1.0,
+                "unknown_threshold": 0.6,
+                "detector_confidence": 0.5,
+                "nms_iou": 0.5,
+                "crop_margin": 0.05,
+                **(thresholds or {}),
+            },
             "data": [{"name": "synthetic", "source": "tests", "licence": "CC0"}],
         },
     )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -140,6 +142,8 @@ def _parse_json(data: bytes, name: str, src: Path) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{src}: {name} is not valid UTF-8 JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # 5000-digit ints, absurdly deep nesting
+        raise BundleError(f"{src}: {name} is not acceptable JSON: {exc}") from exc
 
 
 def _short(exc: ValidationError) -> str:
@@ -184,7 +188,10 @@ def _read_zip(path: Path) -> dict[str, bytes]:
                 if name in files:
                     raise BundleIntegrityError(f"{path}: duplicate zip member {name}")
                 files[name] = zf.read(info)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error, struct.error) as exc:
+        # A flipped bit in a deflated member surfaces as zlib.error, not BadZipFile.
+        raise BundleError(f"{path}: corrupt zip: {exc}") from exc
+    except ValueError as exc:  # e.g. a member name that is not valid UTF-8
         raise BundleError(f"{path}: corrupt zip: {exc}") from exc
     except (OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         raise BundleError(f"{path}: cannot read zip: {exc}") from exc

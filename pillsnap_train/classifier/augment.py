@@ -1,0 +1,87 @@
+"""Photometric and geometric augmentation on uint8 RGB, *before* the shared preprocessing.
+
+Augmentation changes what the pill looks like (rotation, light, blur, camera); it must not
+change how pixels become tensors, which stays :func:`pillsnap_sdk.preprocessing.preprocess`
+so training and serving agree exactly.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from pillsnap_sdk.preprocessing import crop_with_margin
+
+__all__ = ["augment_crop"]
+
+U8 = npt.NDArray[np.uint8]
+
+
+def augment_crop(
+    rgb: U8,
+    box: tuple[float, float, float, float] | None,
+    margin: float,
+    rng: np.random.Generator,
+    *,
+    strength: float = 1.0,
+) -> U8:
+    """Cut a jittered, rotated crop of ``box`` (or the whole photo) and vary its look."""
+    if box is None:
+        crop = rgb
+    else:
+        x1, y1, x2, y2 = box
+        bw, bh = x2 - x1, y2 - y1
+        # Detector boxes are never exact: jitter position and size by up to ~12%.
+        j = 0.12 * strength
+        dx, dy = rng.uniform(-j, j) * bw, rng.uniform(-j, j) * bh
+        sw, sh = 1 + rng.uniform(-j, j), 1 + rng.uniform(-j, j)
+        cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
+        jb = (cx - bw * sw / 2, cy - bh * sh / 2, cx + bw * sw / 2, cy + bh * sh / 2)
+        m = margin * (1 + rng.uniform(-0.5, 0.5) * strength)
+        crop = _rotated_crop(rgb, jb, m, rng.uniform(0, 360) if strength > 0 else 0.0)
+    out = crop.astype(np.float32)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    # Lighting and camera: brightness/contrast, colour temperature, gamma, blur, noise.
+    out = out * rng.uniform(1 - 0.35 * strength, 1 + 0.35 * strength)
+    out = (out - out.mean()) * rng.uniform(1 - 0.3 * strength, 1 + 0.3 * strength) + out.mean()
+    out *= 1 + rng.uniform(-0.08, 0.08, size=3).astype(np.float32) * strength
+    out = np.clip(out, 0, 255)
+    gamma = rng.uniform(1 - 0.25 * strength, 1 + 0.25 * strength)
+    out = 255.0 * (out / 255.0) ** gamma
+    res = np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))
+    if rng.random() < 0.3 * strength:
+        k = int(rng.choice([3, 5]))
+        res = np.asarray(cv2.GaussianBlur(res, (k, k), 0), dtype=np.uint8)
+    if rng.random() < 0.2 * strength:
+        noise = rng.normal(0, 6, res.shape)
+        res = np.clip(res + noise, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3 * strength:  # low-resolution camera / distant shot
+        h, w = res.shape[:2]
+        f = rng.uniform(0.35, 0.8)
+        small = cv2.resize(res, (max(4, int(w * f)), max(4, int(h * f))),
+                           interpolation=cv2.INTER_AREA)
+        res = np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
+    return res
+
+
+def _rotated_crop(
+    rgb: U8, box: tuple[float, float, float, float], margin: float, angle: float
+) -> U8:
+    """Rotate a neighbourhood of ``box`` about its centre, then cut box+margin."""
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    side = max(bw, bh) * (1 + 2 * margin) * 1.5
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    region = crop_with_margin(rgb, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2),
+                              0.0)
+    h, w = region.shape[:2]
+    ox = max(0.0, cx - side / 2)
+    oy = max(0.0, cy - side / 2)
+    lcx, lcy = cx - int(ox), cy - int(oy)
+    mat = cv2.getRotationMatrix2D((lcx, lcy), angle, 1.0)
+    rot = np.asarray(cv2.warpAffine(region, mat, (w, h), borderMode=cv2.BORDER_REFLECT_101),
+                     dtype=np.uint8)
+    local = (lcx - bw / 2, lcy - bh / 2, lcx + bw / 2, lcy + bh / 2)
+    return np.ascontiguousarray(crop_with_margin(rot, local, margin))

@@ -1,0 +1,184 @@
+"""Seeded, resumable classifier training with progress bars and per-epoch checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from pillsnap_sdk.preprocessing import PreprocessSpec
+
+from ..torch_compat import ensure_torchvision
+from .data import ClassifierSample, ImageCache, SampleDataset
+from .model import backbone_info, create_classifier
+
+ensure_torchvision()
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+__all__ = ["ClassifierConfig", "TrainResult", "classifier_spec", "evaluate", "train_classifier"]
+
+
+class ClassifierConfig(BaseModel):
+    """Classifier training settings (the ``classifier:`` block of a release config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    img_size: int = 224
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    crop_margin: float = 0.15
+    whole_photo: bool = True
+    aug_strength: float = 1.0
+    num_workers: int = 0
+    seed: int = 0
+    threads: int | None = None
+
+
+def classifier_spec(cfg: ClassifierConfig) -> PreprocessSpec:
+    """The classifier's preprocessing: the single source for training, export and serving."""
+    info = backbone_info(cfg.backbone)
+    return PreprocessSpec(resize="letterbox", size=(cfg.img_size, cfg.img_size),
+                          interpolation="area", mean=info.mean, std=info.std, pad_value=0)
+
+
+@dataclass
+class TrainResult:
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_top1: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader[Any]) -> dict[str, float]:
+    """top-1 / top-5 accuracy and mean loss; logits kept for calibration elsewhere."""
+    model.eval()
+    n = correct1 = correct5 = 0
+    loss_sum = 0.0
+    for x, y in loader:
+        logits = model(x)
+        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct1 += int((top[:, 0] == y).sum())
+        correct5 += int((top == y[:, None]).any(dim=1).sum())
+        n += len(y)
+    return {"top1": correct1 / max(n, 1), "top5": correct5 / max(n, 1),
+            "loss": loss_sum / max(n, 1), "n": float(n)}
+
+
+def train_classifier(
+    train: Sequence[ClassifierSample],
+    val: Sequence[ClassifierSample],
+    num_classes: int,
+    out_dir: Path,
+    cfg: ClassifierConfig,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune ``cfg.backbone`` on ``train``; keep the checkpoint with the best val top-1.
+
+    ``out_dir/last.pt`` holds model, optimiser, scheduler and epoch: a killed run resumes
+    where it stopped when called again with ``resume=True``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    _seed_all(cfg.seed)
+    spec = classifier_spec(cfg)
+    cache = ImageCache()
+    train_ds = SampleDataset(train, spec, cfg.crop_margin, train=True, seed=cfg.seed,
+                             cache=cache, aug_strength=cfg.aug_strength)
+    val_ds = SampleDataset(val, spec, cfg.crop_margin, train=False, cache=cache)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                          num_workers=cfg.num_workers, drop_last=len(train_ds) > cfg.batch_size)
+    val_dl = DataLoader(val_ds, batch_size=cfg.batch_size * 2, num_workers=cfg.num_workers)
+
+    model = create_classifier(cfg.backbone, num_classes, pretrained=cfg.pretrained)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = max(1, cfg.epochs * len(train_dl))
+    warm = max(1, len(train_dl) // 2)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    last, best = out_dir / "last.pt", out_dir / "best.pt"
+    start_epoch, best_top1, history = 0, -1.0, []
+    if resume and last.is_file():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start_epoch, best_top1, history = ck["epoch"] + 1, ck["best_top1"], ck["history"]
+        gen.set_state(ck["generator"])
+
+    for epoch in range(start_epoch, cfg.epochs):
+        train_ds.epoch = epoch
+        model.train()
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        bar = tqdm(train_dl, desc=f"classifier epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False)
+        for x, y in bar:
+            loss = crit(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            seen += len(y)
+            loss_sum += float(loss) * len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        metrics = evaluate(model, val_dl) if len(val_ds) else {"top1": 0.0, "top5": 0.0}
+        row = {"epoch": float(epoch + 1), "train_loss": loss_sum / max(seen, 1),
+               "val_top1": metrics["top1"], "val_top5": metrics["top5"],
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        if progress:
+            print(f"classifier epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.3f} "
+                  f"val top1 {row['val_top1']:.3f} top5 {row['val_top5']:.3f} "
+                  f"({row['seconds']:.0f}s)", flush=True)
+        if metrics["top1"] > best_top1 or not best.is_file():
+            best_top1 = metrics["top1"]
+            torch.save({"model": model.state_dict(), "num_classes": num_classes,
+                        "config": cfg.model_dump(), "epoch": epoch + 1}, best)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "epoch": epoch, "best_top1": best_top1,
+                    "history": history, "generator": gen.get_state()}, last)
+    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+    result = TrainResult(best, last, best_top1, history)
+    (out_dir / "result.json").write_text(json.dumps({**asdict(result),
+        "best_checkpoint": str(best), "last_checkpoint": str(last)}, indent=2))
+    return result
+
+
+def load_trained(checkpoint: Path) -> tuple[nn.Module, ClassifierConfig]:
+    """Rebuild the model of a ``best.pt`` checkpoint (weights only, no pickled objects)."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    cfg = ClassifierConfig.model_validate(ck["config"])
+    model = create_classifier(cfg.backbone, int(ck["num_classes"]), pretrained=False)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, cfg
