@@ -1,0 +1,182 @@
+"""Calibration: temperature scaling, the unknown threshold, the detector threshold.
+
+All three are chosen on validation data only and written into the bundle's thresholds,
+so the confidence a pharmacist sees is a probability that means what it says.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pillsnap_sdk.postprocess import calibrated_softmax
+
+__all__ = [
+    "DetectorThreshold",
+    "UnknownThreshold",
+    "box_iou",
+    "choose_detector_threshold",
+    "choose_unknown_threshold",
+    "expected_calibration_error",
+    "fit_temperature",
+    "match_detections",
+]
+
+F32 = npt.NDArray[np.float32]
+
+
+def _nll(logits: F32, labels: npt.NDArray[np.int64], t: float) -> float:
+    p = calibrated_softmax(logits, t)
+    return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+
+
+def fit_temperature(logits: F32, labels: npt.NDArray[np.int64]) -> float:
+    """Temperature minimising validation NLL (golden-section search on log T in [0.05, 20])."""
+    if len(labels) == 0:
+        return 1.0
+    lo, hi = np.log(0.05), np.log(20.0)
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = _nll(logits, labels, float(np.exp(a))), _nll(logits, labels, float(np.exp(b)))
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = _nll(logits, labels, float(np.exp(a)))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = _nll(logits, labels, float(np.exp(b)))
+    return float(np.exp((lo + hi) / 2))
+
+
+def expected_calibration_error(probs: F32, labels: npt.NDArray[np.int64], bins: int = 10) -> float:
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(float(conf[m].mean()) - float(correct[m].mean()))
+    return float(ece)
+
+
+@dataclass(frozen=True)
+class UnknownThreshold:
+    threshold: float
+    known_accept_rate: float  # val pills of known classes kept as identified
+    accepted_accuracy: float  # top-1 among those kept
+    unknown_reject_rate: float | None  # held-out-class pills turned into "unknown"
+    n_known: int
+    n_unknown: int
+
+
+def choose_unknown_threshold(
+    known_probs: F32,
+    known_labels: npt.NDArray[np.int64],
+    unknown_probs: F32 | None = None,
+    *,
+    target_accept: float = 0.95,
+) -> UnknownThreshold:
+    """Highest threshold that still accepts ``target_accept`` of known-class val pills.
+
+    Rejecting more would reject unfamiliar pills more often but turn away correct answers;
+    the trade-off is reported (known-accept, unknown-reject) rather than hidden.
+    """
+    conf = known_probs.max(axis=1) if len(known_probs) else np.zeros(0, np.float32)
+    thr = float(np.quantile(conf, 1.0 - target_accept)) if len(conf) else 0.5
+    thr = float(np.clip(np.floor(thr * 1000) / 1000, 0.0, 0.999))
+    kept = conf >= thr
+    acc = float((known_probs.argmax(1)[kept] == known_labels[kept]).mean()) if kept.any() else 0.0
+    rej = None
+    n_unknown = 0
+    if unknown_probs is not None and len(unknown_probs):
+        n_unknown = len(unknown_probs)
+        rej = float((unknown_probs.max(axis=1) < thr).mean())
+    return UnknownThreshold(
+        thr, float(kept.mean()) if len(conf) else 0.0, acc, rej, len(conf), n_unknown
+    )
+
+
+def box_iou(a: F32, b: F32) -> F32:
+    """Pairwise IoU of xyxy boxes: ``len(a) x len(b)``."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    out: F32 = (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)).astype(
+        np.float32
+    )
+    return out
+
+
+def match_detections(
+    pred: F32, scores: F32, truth: F32, iou_threshold: float = 0.5
+) -> npt.NDArray[np.bool_]:
+    """Greedy matching (best score first): True where a prediction hits an unmatched truth."""
+    order = np.argsort(-scores, kind="stable")
+    iou = box_iou(pred, truth)
+    used = np.zeros(len(truth), bool)
+    tp = np.zeros(len(pred), bool)
+    for i in order:
+        if len(truth) == 0:
+            break
+        cand = np.where(~used, iou[i], -1.0)
+        j = int(cand.argmax())
+        if cand[j] >= iou_threshold:
+            used[j] = True
+            tp[i] = True
+    return tp
+
+
+@dataclass(frozen=True)
+class DetectorThreshold:
+    threshold: float
+    f1: float
+    precision: float
+    recall: float
+    ap50: float
+
+
+def choose_detector_threshold(
+    per_image: Sequence[tuple[F32, F32, F32]], iou_threshold: float = 0.5
+) -> DetectorThreshold:
+    """Confidence threshold maximising F1 over val images; also AP@0.5 (all-point).
+
+    ``per_image`` holds (pred boxes, scores, true boxes) with predictions made at a low
+    threshold so that the sweep sees the whole precision-recall curve.
+    """
+    all_scores, all_tp = [], []
+    n_truth = 0
+    for pred, scores, truth in per_image:
+        n_truth += len(truth)
+        all_scores.append(scores)
+        all_tp.append(match_detections(pred, scores, truth, iou_threshold))
+    scores = np.concatenate(all_scores) if all_scores else np.zeros(0, np.float32)
+    tp = np.concatenate(all_tp) if all_tp else np.zeros(0, bool)
+    if n_truth == 0 or len(scores) == 0:
+        return DetectorThreshold(0.25, 0.0, 0.0, 0.0, 0.0)
+    order = np.argsort(-scores, kind="stable")
+    scores, tp = scores[order], tp[order]
+    ctp = np.cumsum(tp)
+    prec = ctp / np.arange(1, len(tp) + 1)
+    rec = ctp / n_truth
+    f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-9)
+    best = int(f1.argmax())
+    # AP: area under the monotone precision envelope (VOC all-point).
+    envelope = np.maximum.accumulate(prec[::-1])[::-1]
+    r = np.concatenate([[0.0], rec])
+    ap = float(np.sum((r[1:] - r[:-1]) * envelope))
+    return DetectorThreshold(
+        float(scores[best]), float(f1[best]), float(prec[best]), float(rec[best]), ap
+    )

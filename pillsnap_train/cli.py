@@ -1,0 +1,70 @@
+"""``pillsnap-train``: run the release pipeline, or any step of it (with its prerequisites).
+
+    pillsnap-train release --config configs/pushin-pill-edge.yaml
+    pillsnap-train train-classifier --config ...      # ingest + train, then stop
+    pillsnap-train release --config ... --redo calibrate --redo package
+
+Exit codes: 0 released / step done; 1 a gate failed or a step raised; 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .config import load_config
+from .release import STEPS, GateFailure, run_release
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="pillsnap-train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("release", *STEPS):
+        sp = sub.add_parser(name, help="all steps" if name == "release" else f"up to {name}")
+        sp.add_argument("--config", required=True)
+        sp.add_argument(
+            "--redo",
+            action="append",
+            default=[],
+            choices=STEPS,
+            help="forget a finished step and run it again (repeatable)",
+        )
+    args = p.parse_args(argv)
+    cfg = load_config(args.config)
+    until = "package" if args.command == "release" else args.command
+    command = f"pillsnap-train {args.command} --config {args.config}"
+    try:
+        results = run_release(cfg, until=until, force_steps=tuple(args.redo), command=command)
+    except GateFailure as exc:
+        print(f"pillsnap-train: RELEASE BLOCKED: {exc}", file=sys.stderr)
+        return 1
+    _summary(results)
+    return 0
+
+
+def _summary(results: dict[str, dict[str, object]]) -> None:
+    print("\n== summary ==")
+    for step, info in results.items():
+        print(f"  {step:<17} {info.get('seconds', '-')!s:>7} s")
+    pkg = results.get("package")
+    if pkg:
+        for gate in pkg.get("gates", []):  # type: ignore[union-attr]
+            print(f"  gate {gate['name']:<34} {gate['status']:<8} {gate['detail']}")
+        print(
+            f"  bundle: {pkg.get('published')}\n  zip:    {pkg.get('zip')}\n"
+            f"  report: {pkg.get('report')}"
+        )
+    else:
+        print(json.dumps({k: v for k, v in results.items()}, default=str)[:2000])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

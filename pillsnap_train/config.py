@@ -1,0 +1,125 @@
+"""Release configuration: one YAML file says how a bundle is built, end to end.
+
+Every field has a default that suits the small CPU setting; the file that built a bundle
+is copied into its manifest's provenance so the bundle can be rebuilt exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .classifier.train import ClassifierConfig
+
+__all__ = [
+    "CalibrationConfig",
+    "DataConfig",
+    "DetectorConfig",
+    "ExportConfig",
+    "GateConfig",
+    "ReleaseConfig",
+    "load_config",
+]
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Cfg):
+    kind: Literal["yolo", "aihub"]
+    path: str
+    name: str | None = None
+
+
+class CreditConfig(_Cfg):
+    name: str
+    source: str
+    licence: str
+    attribution: str = ""
+
+
+class DataConfig(_Cfg):
+    sources: list[SourceConfig]
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    holdout_classes: list[str] = Field(default_factory=list)
+    max_classes: int | None = None
+    max_samples: int | None = None
+    single_combo_ratio: float | None = None
+    credits: list[CreditConfig] = Field(default_factory=list)
+
+
+class DetectorConfig(_Cfg):
+    enabled: bool = True
+    model: str = "yolo11n.yaml"
+    imgsz: int = 640
+    epochs: int = 60
+    batch: int = 16
+    workers: int = 2
+    synth_scenes: int = 0
+    patience: int = 100
+    extra: dict[str, Any] = Field(default_factory=dict, description="ultralytics train args")
+
+
+class CalibrationConfig(_Cfg):
+    target_known_accept: float = Field(default=0.95, gt=0.0, le=1.0)
+    nms_iou: float = 0.5
+    max_detections: int = 100
+
+
+class ExportConfig(_Cfg):
+    variants: list[Literal["fp16", "int8"]] = Field(default_factory=lambda: ["fp16", "int8"])
+    int8_calibration_crops: int = 128
+
+
+class GateConfig(_Cfg):
+    min_top1_agreement: float = 0.995
+    max_pipeline_accuracy_delta: float = 0.005
+    min_detector_box_iou: float = 0.99
+    max_variant_top1_drop: float = 0.01
+    min_val_top1: float = 0.0
+    latency_profile: str | None = "auto"
+
+
+class ReleaseConfig(_Cfg):
+    name: str
+    version: str
+    work_dir: str
+    seed: int = 0
+    data: DataConfig
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    gates: GateConfig = Field(default_factory=GateConfig)
+    output_dir: str = "models"
+    description: str = ""
+    limitations: list[str] = Field(default_factory=list)
+
+    def resolve(self, base: Path) -> ReleaseConfig:
+        """Relative paths in the file are relative to the config file's folder."""
+
+        def fix(p: str) -> str:
+            return str((base / p).resolve()) if not Path(p).is_absolute() else p
+
+        data = self.data.model_copy(
+            update={
+                "sources": [s.model_copy(update={"path": fix(s.path)}) for s in self.data.sources]
+            }
+        )
+        return self.model_copy(
+            update={
+                "work_dir": fix(self.work_dir),
+                "output_dir": fix(self.output_dir),
+                "data": data,
+            }
+        )
+
+
+def load_config(path: str | Path) -> ReleaseConfig:
+    p = Path(path)
+    raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    return ReleaseConfig.model_validate(raw).resolve(p.resolve().parent)

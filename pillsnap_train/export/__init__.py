@@ -1,0 +1,1 @@
+"""ONNX export, precision variants and their release gates."""

@@ -1,0 +1,179 @@
+"""Package a release: bundle directory + zip, labels with metadata, model card, report.
+
+The bundle is written by :func:`pillsnap_sdk.bundle.writer.write_bundle` (the SDK's own
+writer, so hashing can never drift from the verifier) and then loaded back through
+:class:`pillsnap_sdk.Identifier` before the release is called done.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pillsnap_sdk.bundle.manifest import LabelEntry, LabelsFile
+from pillsnap_sdk.bundle.writer import write_bundle, zip_bundle
+
+from .data.records import ClassInfo
+
+__all__ = ["labels_file", "package_bundle", "render_model_card"]
+
+
+def labels_file(classes: list[ClassInfo]) -> LabelsFile:
+    return LabelsFile(
+        classes=[
+            LabelEntry(
+                index=i,
+                code=c.code,
+                name=c.name,
+                metadata={k: str(v) for k, v in sorted(dict(c.metadata).items())},
+            )
+            for i, c in enumerate(classes)
+        ]
+    )
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{100 * float(v):.1f} %"
+
+
+def _num(v: Any, fmt: str = ".3f") -> str:
+    return "n/a" if v is None else format(float(v), fmt)
+
+
+def render_model_card(report: dict[str, Any]) -> str:
+    """Markdown model card from the release report: every number is a measured one."""
+    r = report
+    cls, det, cal = r.get("classifier", {}), r.get("detector", {}), r.get("calibration", {})
+    par, e2e, lat = r.get("parity", {}), r.get("end_to_end", {}), r.get("latency", {})
+    lines = [
+        f"# {r['name']} {r['version']}",
+        "",
+        r.get("description", "").strip() or "Pill identification bundle for pillsnap_sdk.",
+        "",
+        f"- Created: {r.get('created_at', '')}; pillsnap {r.get('code_version', '')}",
+        f"- Trained on: {r.get('trained_on', 'CPU')}",
+        f"- Rebuild: `{r.get('command', '')}`",
+        "",
+        "## Data and credits",
+        "",
+    ]
+    for c in r.get("credits", []):
+        lines.append(
+            f"- **{c['name']}** ({c['licence']}): {c['source']}. {c.get('attribution', '')}"
+        )
+    d = r.get("data", {})
+    lines += [
+        "",
+        f"Images: {d.get('images', {})}; boxes: {d.get('boxes', {})}; classes: "
+        f"{d.get('n_classes', '?')}. Splits are grouped by source photo (never by file). "
+        f"Skipped items: {d.get('skipped', 0)}. Dataset sha256: `{d.get('dataset_sha256', '')}`.",
+        "",
+        "## Metrics (validation split, grouped by photo)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| classifier top-1 (crops, ONNX) | {_pct(cls.get('val_top1'))} |",
+        f"| classifier top-5 (crops, ONNX) | {_pct(cls.get('val_top5'))} |",
+        f"| detector AP@0.5 | {_num(det.get('ap50'))} |",
+        f"| detector F1 at chosen threshold | {_num(det.get('f1'))} |",
+        f"| end-to-end pill accuracy (IoU >= 0.5 and named right) | "
+        f"{_pct(e2e.get('end_to_end_accuracy'))} |",
+        f"| pill recall (found at IoU >= 0.5) | {_pct(e2e.get('pill_recall'))} |",
+        f"| unknown rate (found pills reported unknown) | {_pct(e2e.get('unknown_rate'))} |",
+        "",
+        "Per-class top-1 on validation crops:",
+        "",
+        "| class | code | top-1 | n |",
+        "|---|---|---|---|",
+    ]
+    for row in cls.get("per_class", []):
+        lines.append(f"| {row['name']} | {row['code']} | {_pct(row['top1'])} | {row['n']} |")
+    unk = cal.get("unknown", {})
+    lines += [
+        "",
+        "## Calibration",
+        "",
+        f"- Temperature: {_num(cal.get('temperature'))} (ECE {_num(cal.get('ece_before'))} -> "
+        f"{_num(cal.get('ece_after'))} on validation)",
+        f"- Unknown threshold: {_num(unk.get('threshold'))}: known-accept "
+        f"{_pct(unk.get('known_accept_rate'))}, accuracy of accepted "
+        f"{_pct(unk.get('accepted_accuracy'))}, unknown-reject on held-out classes "
+        f"{_pct(unk.get('unknown_reject_rate'))} (n={unk.get('n_unknown', 0)})",
+        f"- Background crops (no pill) rejected as unknown: {_pct(cal.get('background_reject'))}",
+        f"- Detector confidence threshold: {_num(det.get('threshold'))} (max F1 on validation)",
+        "",
+        "## Parity (torch vs ONNX, validation)",
+        "",
+        f"- Classifier top-1 agreement {_pct(par.get('classifier', {}).get('top1_agreement'))}, "
+        f"max |logit diff| {_num(par.get('classifier', {}).get('max_abs_logit_diff'), '.2e')}",
+        f"- Detector boxes matched at IoU >= 0.99: "
+        f"{_pct(par.get('detector', {}).get('matched_fraction'))}",
+        f"- SDK pipeline accuracy {_pct(par.get('pipeline', {}).get('onnx_accuracy'))} vs torch "
+        f"pipeline {_pct(par.get('pipeline', {}).get('torch_accuracy'))}",
+        "",
+        "## Precision variants",
+        "",
+        "| precision | top-1 | drop (pt) | latency (ms) | speed-up | size | released | why |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in r.get("variants", []):
+        lines.append(
+            f"| {v['precision']} | {_pct(v['top1'])} | {100 * v['top1_drop']:.2f} | "
+            f"{v['latency_ms']:.1f} | {v['speedup']:.2f}x | {v['size_bytes'] / 1e6:.1f} MB | "
+            f"{'yes' if v['released'] else 'no'} | {v['reason']} |"
+        )
+    lines += ["", "## Latency", ""]
+    for row in lat.get("rows", []):
+        lines.append(f"- {row['profile']} / {row['case']}: {row['status']} — {row['detail']}")
+    lines += ["", "## Gates", "", "| gate | status | detail |", "|---|---|---|"]
+    for g in r.get("gates", []):
+        lines.append(f"| {g['name']} | {g['status']} | {g['detail']} |")
+    lines += ["", "## Known limits", ""]
+    for lim in r.get("limitations", []):
+        lines.append(f"- {lim}")
+    return "\n".join(lines) + "\n"
+
+
+def package_bundle(
+    out_dir: Path,
+    *,
+    name: str,
+    version: str,
+    classifier_onnx: Path,
+    classifier_spec: dict[str, Any],
+    detector_onnx: Path | None,
+    detector_spec: dict[str, Any] | None,
+    variants: list[tuple[Path, dict[str, Any]]],
+    labels: LabelsFile,
+    manifest_extra: dict[str, Any],
+    report: dict[str, Any],
+    zip_path: Path,
+) -> tuple[Path, Path]:
+    """Write ``out_dir`` (must not exist or be empty) and the same bundle as ``zip_path``."""
+    models = {classifier_onnx.name: classifier_onnx.read_bytes()}
+    if detector_onnx is not None:
+        models[detector_onnx.name] = detector_onnx.read_bytes()
+    for path, _ in variants:
+        models[path.name] = path.read_bytes()
+    write_bundle(
+        out_dir,
+        name=name,
+        version=version,
+        classifier={**classifier_spec, "file": classifier_onnx.name},
+        detector={**detector_spec, "file": detector_onnx.name}
+        if detector_onnx and detector_spec
+        else None,
+        variants=[{**spec, "file": p.name} for p, spec in variants],
+        models=models,
+        labels=labels,
+        model_card=render_model_card(report),
+        extra=manifest_extra,
+    )
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    return out_dir, zip_bundle(out_dir, zip_path)
+
+
+def write_report(path: Path, report: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+    return path

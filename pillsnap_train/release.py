@@ -1,0 +1,767 @@
+"""``pillsnap-train release``: dataset -> trained, calibrated, exported, checked bundle.
+
+Each step writes its outputs under ``work_dir`` and a ``steps/<step>.json`` marker; a rerun
+skips finished steps (resume after a crash or a stopped session) unless ``force``. The
+config's hash is stored, and a changed config on an existing work dir is refused rather
+than mixing artefacts of two configs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pillsnap_sdk import Identifier
+from pillsnap_sdk.bundle.manifest import LabelsFile
+from pillsnap_sdk.image import load_image
+from pillsnap_sdk.postprocess import calibrated_softmax, decode_yolo
+from pillsnap_sdk.preprocessing import PreprocessSpec, crop_with_margin, preprocess
+from pillsnap_sdk.version import __version__
+
+from .calibrate import (
+    box_iou,
+    choose_detector_threshold,
+    choose_unknown_threshold,
+    expected_calibration_error,
+    fit_temperature,
+)
+from .config import ReleaseConfig
+from .data.records import BoxRecord, ClassInfo, class_table, group_by_image, read_manifest
+from .evaluate import GroundTruthImage, classifier_agreement, score_pipeline, with_torch_models
+from .package import labels_file, package_bundle, render_model_card, write_report
+
+__all__ = ["STEPS", "GateFailure", "Release", "run_release"]
+
+F32 = npt.NDArray[np.float32]
+STEPS = (
+    "ingest",
+    "train-classifier",
+    "train-detector",
+    "export",
+    "calibrate",
+    "variants",
+    "package",
+)
+
+
+class GateFailure(RuntimeError):
+    """A release gate failed; the bundle is not published."""
+
+
+def _log(msg: str) -> None:
+    print(f"[pillsnap-train] {msg}", flush=True)
+
+
+class Release:
+    """State of one release run over ``cfg.work_dir``."""
+
+    def __init__(self, cfg: ReleaseConfig, *, force: bool = False, command: str = "") -> None:
+        self.cfg = cfg
+        self.work = Path(cfg.work_dir)
+        self.force = force
+        self.command = command or "pillsnap-train release --config CONFIG"
+        self.steps_dir = self.work / "steps"
+        self.steps_dir.mkdir(parents=True, exist_ok=True)
+        self._check_config()
+        self._records: list[BoxRecord] | None = None
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def _check_config(self) -> None:
+        text = self.cfg.model_dump_json()
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        marker = self.work / "config.sha256"
+        if marker.is_file() and marker.read_text().strip() != digest and not self.force:
+            raise GateFailure(
+                f"{self.work} was produced by a different config; use a new work_dir or --force"
+            )
+        marker.write_text(digest + "\n")
+        (self.work / "config.json").write_text(json.dumps(json.loads(text), indent=2) + "\n")
+
+    def done(self, step: str) -> dict[str, Any] | None:
+        p = self.steps_dir / f"{step}.json"
+        if p.is_file() and not self.force:
+            data: dict[str, Any] = json.loads(p.read_text())
+            return data
+        return None
+
+    def mark(self, step: str, info: dict[str, Any]) -> dict[str, Any]:
+        (self.steps_dir / f"{step}.json").write_text(
+            json.dumps(info, indent=2, sort_keys=True, default=str) + "\n"
+        )
+        return info
+
+    def step(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        prev = self.done(name)
+        if prev is not None:
+            _log(f"{name}: done earlier, skipping (delete {self.steps_dir / name}.json to redo)")
+            return prev
+        _log(f"{name}: running")
+        t = time.perf_counter()
+        info = fn()
+        info["seconds"] = round(time.perf_counter() - t, 1)
+        _log(f"{name}: finished in {info['seconds']:.0f} s")
+        return self.mark(name, info)
+
+    # -- data --------------------------------------------------------------------------
+    @property
+    def manifest_csv(self) -> Path:
+        return self.work / "data" / "manifest.csv"
+
+    def records(self) -> list[BoxRecord]:
+        if self._records is None:
+            self._records = read_manifest(self.manifest_csv)
+        return self._records
+
+    def classes(self) -> list[ClassInfo]:
+        holdout = set(self.cfg.data.holdout_classes)
+        return [c for c in class_table(self.records()) if c.code not in holdout]
+
+    def split(self, name: str) -> list[BoxRecord]:
+        return [r for r in self.records() if r.split == name]
+
+    def ingest(self) -> dict[str, Any]:
+        from .data.ingest import SourceSpec, ingest
+
+        d = self.cfg.data
+        specs = [
+            SourceSpec(kind=s.kind, path=Path(s.path), name=s.name or Path(s.path).name)
+            for s in d.sources
+        ]
+        res = ingest(
+            specs,
+            self.manifest_csv,
+            val_fraction=d.val_fraction,
+            seed=self.cfg.seed,
+            holdout_classes=d.holdout_classes,
+            max_classes=d.max_classes,
+            max_samples=d.max_samples,
+            single_combo_ratio=d.single_combo_ratio,
+        )
+        self._records = None
+        rep = res.report
+        skipped = sum(sum(r.skipped_counts.values()) for r in rep.readers)
+        subset = rep.subset.model_dump(mode="json") if rep.subset else None
+        return {
+            "manifest": str(self.manifest_csv),
+            "report_file": str(res.report_path),
+            "images": rep.images,
+            "boxes": rep.boxes,
+            "skipped": skipped,
+            "skipped_counts": [r.skipped_counts for r in rep.readers],
+            "subset": subset,
+            "dataset_sha256": rep.dataset_sha256,
+        }
+
+    # -- classifier ----------------------------------------------------------------------
+    def _samples(self, split: str, whole: bool) -> list[Any]:
+        from .classifier.data import ClassifierSample
+
+        index = {c.code: i for i, c in enumerate(self.classes())}
+        out = []
+        for path, boxes in sorted(group_by_image(self.split(split)).items()):
+            for b in boxes:
+                if b.class_code in index:
+                    out.append(ClassifierSample(path, b.box, index[b.class_code]))
+            if whole and len(boxes) == 1 and boxes[0].class_code in index:
+                out.append(ClassifierSample(path, None, index[boxes[0].class_code]))
+        return out
+
+    def train_classifier(self) -> dict[str, Any]:
+        from .classifier.train import train_classifier
+
+        res = train_classifier(
+            self._samples("train", self.cfg.classifier.whole_photo),
+            self._samples("val", False),
+            len(self.classes()),
+            self.work / "classifier",
+            self.cfg.classifier,
+        )
+        return {
+            "best": str(res.best_checkpoint),
+            "best_val_top1": res.best_top1,
+            "history": res.history,
+        }
+
+    # -- detector ------------------------------------------------------------------------
+    def _det_items(self, split: str) -> list[tuple[str, list[tuple[float, float, float, float]]]]:
+        return [
+            (p, [b.box for b in boxes])
+            for p, boxes in sorted(group_by_image(self.split(split)).items())
+        ]
+
+    def train_detector(self) -> dict[str, Any]:
+        dc = self.cfg.detector
+        if not dc.enabled:
+            return {"enabled": False}
+        from .detector.dataset import build_detector_dataset
+        from .detector.train import train_detector
+
+        data_dir = self.work / "detector" / "dataset"
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        yaml_path = build_detector_dataset(
+            data_dir,
+            self._det_items("train"),
+            self._det_items("val"),
+            synth_scenes=dc.synth_scenes,
+            seed=self.cfg.seed,
+        )
+        best = train_detector(
+            yaml_path,
+            self.work / "detector" / "train",
+            model=dc.model,
+            imgsz=dc.imgsz,
+            epochs=dc.epochs,
+            batch=dc.batch,
+            seed=self.cfg.seed,
+            workers=dc.workers,
+            resume=True,
+            **({"augment": dc.extra} if dc.extra else {}),
+        )
+        return {"enabled": True, "best": str(best)}
+
+    # -- export ----------------------------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        from .classifier.train import load_trained
+        from .export.onnx_export import export_classifier_onnx
+
+        out = self.work / "export"
+        model, ccfg = load_trained(Path(self.done_info("train-classifier")["best"]))
+        export_classifier_onnx(model, out / "classifier.onnx", ccfg.img_size)
+        info: dict[str, Any] = {"classifier": str(out / "classifier.onnx")}
+        det = self.done_info("train-detector")
+        if det.get("enabled"):
+            from .detector.export import export_detector_onnx
+
+            export_detector_onnx(
+                Path(det["best"]), out / "detector.onnx", imgsz=self.cfg.detector.imgsz
+            )
+            info["detector"] = str(out / "detector.onnx")
+        return info
+
+    def done_info(self, step: str) -> dict[str, Any]:
+        p = self.steps_dir / f"{step}.json"
+        if not p.is_file():
+            raise GateFailure(f"step {step} has not run yet")
+        data: dict[str, Any] = json.loads(p.read_text())
+        return data
+
+    # -- specs -----------------------------------------------------------------------------
+    def classifier_spec(self) -> PreprocessSpec:
+        from .classifier.train import classifier_spec
+
+        return classifier_spec(self.cfg.classifier)
+
+    def detector_spec(self) -> PreprocessSpec:
+        s = self.cfg.detector.imgsz
+        return PreprocessSpec(
+            resize="letterbox", size=(s, s), interpolation="linear", pad_value=114
+        )
+
+    def _ort(self, path: Path) -> Any:
+        import onnxruntime as ort
+
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def _crop_batches(
+        self, split: str, *, with_labels: bool = True, holdout: bool = False
+    ) -> tuple[F32, npt.NDArray[np.int64]]:
+        spec, margin = self.classifier_spec(), self.cfg.classifier.crop_margin
+        index = {c.code: i for i, c in enumerate(self.classes())}
+        xs, ys = [], []
+        for path, boxes in sorted(group_by_image(self.split(split)).items()):
+            rgb = load_image(path)
+            for b in boxes:
+                if holdout or b.class_code in index:
+                    xs.append(preprocess(crop_with_margin(rgb, b.box, margin), spec)[0])
+                    ys.append(index.get(b.class_code, -1))
+        if not xs:
+            return np.zeros((0, 3, *spec.size), np.float32), np.zeros(0, np.int64)
+        return np.stack(xs), np.asarray(ys, np.int64)
+
+    def _background_batch(self, n: int = 200) -> F32:
+        """Crops of photo regions without pills: should come out "unknown"."""
+        spec, rng = self.classifier_spec(), np.random.default_rng(self.cfg.seed)
+        xs: list[F32] = []
+        items = sorted(group_by_image(self.split("val")).items())
+        for _ in range(n * 5):
+            if len(xs) >= n or not items:
+                break
+            path, boxes = items[int(rng.integers(len(items)))]
+            rgb = load_image(path)
+            h, w = rgb.shape[:2]
+            side = float(np.median([max(b.x2 - b.x1, b.y2 - b.y1) for b in boxes]))
+            x1, y1 = rng.uniform(0, max(1, w - side)), rng.uniform(0, max(1, h - side))
+            cand = np.array([[x1, y1, x1 + side, y1 + side]], np.float32)
+            truth = np.array([b.box for b in boxes], np.float32)
+            if box_iou(cand, truth).max(initial=0.0) > 0.05:
+                continue
+            xs.append(preprocess(crop_with_margin(rgb, tuple(cand[0]), 0.0), spec)[0])
+        return np.stack(xs) if xs else np.zeros((0, 3, *spec.size), np.float32)
+
+    @staticmethod
+    def _logits(sess: Any, x: F32, batch: int = 64) -> F32:
+        if len(x) == 0:
+            return np.zeros((0, 0), np.float32)
+        name = sess.get_inputs()[0].name
+        return np.concatenate(
+            [
+                np.asarray(sess.run(None, {name: x[i : i + batch]})[0])
+                for i in range(0, len(x), batch)
+            ]
+        ).astype(np.float32)
+
+    # -- calibrate ---------------------------------------------------------------------------
+    def calibrate(self) -> dict[str, Any]:
+        exp = self.done_info("export")
+        sess = self._ort(Path(exp["classifier"]))
+        x, y = self._crop_batches("val")
+        logits = self._logits(sess, x)
+        t = fit_temperature(logits, y)
+        p1, pt = calibrated_softmax(logits, 1.0), calibrated_softmax(logits, t)
+        hold_x, _ = self._crop_batches("holdout", holdout=True)
+        hold_p = calibrated_softmax(self._logits(sess, hold_x), t) if len(hold_x) else None
+        unk = choose_unknown_threshold(
+            pt, y, hold_p, target_accept=self.cfg.calibration.target_known_accept
+        )
+        bg = self._background_batch()
+        bg_p = calibrated_softmax(self._logits(sess, bg), t) if len(bg) else None
+        bg_reject = float((bg_p.max(1) < unk.threshold).mean()) if bg_p is not None else None
+        top = np.argsort(-pt, axis=1)
+        per_class = []
+        for i, c in enumerate(self.classes()):
+            m = y == i
+            per_class.append(
+                {
+                    "code": c.code,
+                    "name": c.name,
+                    "n": int(m.sum()),
+                    "top1": float((top[m, 0] == i).mean()) if m.any() else None,
+                }
+            )
+        info: dict[str, Any] = {
+            "temperature": t,
+            "ece_before": expected_calibration_error(p1, y),
+            "ece_after": expected_calibration_error(pt, y),
+            "unknown": asdict(unk),
+            "background_reject": bg_reject,
+            "n_background": len(bg),
+            "val_top1": float((top[:, 0] == y).mean()) if len(y) else 0.0,
+            "val_top5": float((top[:, :5] == y[:, None]).any(1).mean()) if len(y) else 0.0,
+            "per_class": per_class,
+        }
+        if "detector" in exp:
+            info["detector"] = asdict(self._detector_threshold(Path(exp["detector"])))
+        return info
+
+    def _raw_detections(self, sess: Any, rgb: npt.NDArray[np.uint8]) -> tuple[F32, F32]:
+        spec = self.detector_spec()
+        tensor, geom = preprocess(rgb, spec)
+        name = sess.get_inputs()[0].name
+        raw = np.asarray(sess.run(None, {name: tensor[None]})[0], np.float32)
+        boxes, scores = decode_yolo(
+            raw, 0.01, self.cfg.calibration.nms_iou, self.cfg.calibration.max_detections
+        )
+        return geom.to_source(boxes), scores
+
+    def _detector_threshold(self, onnx_path: Path) -> Any:
+        sess = self._ort(onnx_path)
+        per_image = []
+        for path, boxes in sorted(group_by_image(self.split("val")).items()):
+            pred, scores = self._raw_detections(sess, load_image(path))
+            per_image.append((pred, scores, np.array([b.box for b in boxes], np.float32)))
+        return choose_detector_threshold(per_image)
+
+    # -- variants ------------------------------------------------------------------------------
+    def variants(self) -> dict[str, Any]:
+        from .export.variants import gate_variant, make_fp16, make_int8
+
+        exp = self.done_info("export")
+        fp32 = Path(exp["classifier"])
+        x, y = self._crop_batches("val")
+        train_x, _ = self._crop_batches("train")
+        rng = np.random.default_rng(self.cfg.seed)
+        n_cal = min(self.cfg.export.int8_calibration_crops, len(train_x))
+        calib = train_x[rng.choice(len(train_x), n_cal, replace=False)] if n_cal else train_x
+        calib_batches = [calib[i : i + 16] for i in range(0, len(calib), 16)]
+        eval_batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, len(x), 64)]
+        timing = x[:8] if len(x) else np.zeros((8, 3, *self.classifier_spec().size), np.float32)
+        reports = []
+        for precision in self.cfg.export.variants:
+            dst = fp32.with_name(f"classifier_{precision}.onnx")
+            try:
+                if precision == "fp16":
+                    make_fp16(fp32, dst)
+                else:
+                    make_int8(fp32, dst, "input", calib_batches)
+                rep = gate_variant(
+                    precision,
+                    dst,
+                    fp32,
+                    "input",
+                    eval_batches,
+                    timing,
+                    max_top1_drop=self.cfg.gates.max_variant_top1_drop,
+                )
+                reports.append(asdict(rep))
+            except Exception as exc:  # a variant that cannot be built is simply not released
+                reports.append(
+                    {
+                        "precision": precision,
+                        "file": dst.name,
+                        "top1": 0.0,
+                        "top1_drop": 1.0,
+                        "latency_ms": 0.0,
+                        "speedup": 0.0,
+                        "size_bytes": 0,
+                        "size_ratio": 0.0,
+                        "released": False,
+                        "reason": f"build failed: {exc}"[:200],
+                    }
+                )
+            _log(f"variant {precision}: {reports[-1]['reason']}")
+        return {"variants": reports}
+
+    # -- package + end-to-end checks -----------------------------------------------------------
+    def _gt_images(self, split: str) -> list[GroundTruthImage]:
+        out = []
+        for path, boxes in sorted(group_by_image(self.split(split)).items()):
+            out.append(
+                GroundTruthImage(
+                    path,
+                    np.array([b.box for b in boxes], np.float32),
+                    [b.class_code for b in boxes],
+                )
+            )
+        return out
+
+    def package(self) -> dict[str, Any]:
+        cfg, exp, cal = self.cfg, self.done_info("export"), self.done_info("calibrate")
+        var = self.done_info("variants")
+        labels = labels_file(self.classes())
+        det = cal.get("detector")
+        thresholds = {
+            "temperature": cal["temperature"],
+            "unknown_threshold": cal["unknown"]["threshold"],
+            "detector_confidence": det["threshold"] if det else 0.25,
+            "nms_iou": cfg.calibration.nms_iou,
+            "max_detections": cfg.calibration.max_detections,
+            "crop_margin": cfg.classifier.crop_margin,
+        }
+        n = cfg.classifier.img_size
+        cls_spec = {
+            "precision": "fp32",
+            "input_name": "input",
+            "input_shape": ["N", 3, n, n],
+            "preprocessing": self.classifier_spec().model_dump(),
+            "output_format": "logits",
+        }
+        det_path = Path(exp["detector"]) if "detector" in exp else None
+        s = cfg.detector.imgsz
+        det_spec = (
+            {
+                "precision": "fp32",
+                "input_name": "images",
+                "input_shape": [1, 3, s, s],
+                "preprocessing": self.detector_spec().model_dump(),
+                "output_format": "yolo_cxcywh",
+            }
+            if det_path
+            else None
+        )
+        released = [v for v in var["variants"] if v["released"]]
+        variants = [
+            (
+                Path(exp["classifier"]).with_name(v["file"]),
+                {
+                    "role": "classifier",
+                    "precision": v["precision"],
+                    "metrics": {
+                        "top1": v["top1"],
+                        "top1_drop": v["top1_drop"],
+                        "speedup": v["speedup"],
+                        "latency_ms": v["latency_ms"],
+                    },
+                },
+            )
+            for v in released
+        ]
+        ingest = self.done_info("ingest")
+        report: dict[str, Any] = {
+            "name": cfg.name,
+            "version": cfg.version,
+            "description": cfg.description,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "code_version": __version__,
+            "command": self.command,
+            "trained_on": f"CPU ({platform.processor() or platform.machine()}), "
+            f"python {sys.version.split()[0]}",
+            "credits": [c.model_dump() for c in cfg.data.credits],
+            "data": self._data_summary(ingest),
+            "classifier": {
+                "val_top1": cal["val_top1"],
+                "val_top5": cal["val_top5"],
+                "per_class": cal["per_class"],
+                "history": self.done_info("train-classifier").get("history", []),
+            },
+            "detector": det or {},
+            "calibration": cal,
+            "variants": var["variants"],
+            "limitations": cfg.limitations,
+            "thresholds": thresholds,
+        }
+        extra = {
+            "min_sdk_version": "0.1.0",
+            "thresholds": thresholds,
+            "metrics": {},
+            "provenance": {
+                "dataset_sha256": ingest.get("dataset_sha256", ""),
+                "training_config": json.loads(cfg.model_dump_json()),
+                "code_version": __version__,
+                "trained_on": report["trained_on"],
+            },
+            "data": [c.model_dump() for c in cfg.data.credits],
+        }
+        stage = self.work / "bundle"
+        candidate = stage / "candidate"
+        shutil.rmtree(stage, ignore_errors=True)
+        common = {
+            "name": cfg.name,
+            "version": cfg.version,
+            "classifier_onnx": Path(exp["classifier"]),
+            "classifier_spec": cls_spec,
+            "detector_onnx": det_path,
+            "detector_spec": det_spec,
+            "variants": variants,
+            "labels": labels,
+        }
+        package_bundle(
+            candidate,
+            manifest_extra=extra,
+            report=report,
+            zip_path=stage / "candidate.zip",
+            **common,
+        )
+        report.update(self._checks(candidate, labels))
+        report["gates"] = self._gates(report)
+        extra["metrics"] = {
+            "val_top1": cal["val_top1"],
+            "val_top5": cal["val_top5"],
+            "detector_ap50": (det or {}).get("ap50"),
+            "end_to_end_accuracy": report["end_to_end"]["end_to_end_accuracy"],
+            "unknown_rate": report["end_to_end"]["unknown_rate"],
+        }
+        final = stage / cfg.name
+        bundle_dir, zip_path = package_bundle(
+            final,
+            manifest_extra=extra,
+            report=report,
+            zip_path=stage / f"{cfg.name}-{cfg.version}.zip",
+            **common,
+        )
+        write_report(stage / "report.json", report)
+        failed = [g for g in report["gates"] if g["status"] == "fail"]
+        info = {
+            "bundle": str(bundle_dir),
+            "zip": str(zip_path),
+            "report": str(stage / "report.json"),
+            "gates": report["gates"],
+            "published": None,
+        }
+        if failed:
+            (stage / "MODEL_CARD.md").write_text(render_model_card(report))
+            raise GateFailure("; ".join(f"{g['name']}: {g['detail']}" for g in failed))
+        dest = Path(cfg.output_dir) / cfg.name
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(bundle_dir, dest)
+        info["published"] = str(dest)
+        return info
+
+    def _data_summary(self, ingest: dict[str, Any]) -> dict[str, Any]:
+        recs = self.records()
+        images: dict[str, int] = {}
+        boxes: dict[str, int] = {}
+        for split in ("train", "val", "test", "holdout"):
+            sel = [r for r in recs if r.split == split]
+            if sel:
+                boxes[split] = len(sel)
+                images[split] = len({r.image_path for r in sel})
+        skipped = ingest.get("skipped", 0)
+        return {
+            "images": images,
+            "boxes": boxes,
+            "n_classes": len(self.classes()),
+            "skipped": skipped,
+            "dataset_sha256": ingest.get("dataset_sha256", ""),
+        }
+
+    def _checks(self, bundle: Path, labels: LabelsFile) -> dict[str, Any]:
+        """SDK end-to-end accuracy, torch-vs-ONNX parity (classifier, detector, pipeline)."""
+        from .classifier.train import load_trained
+
+        idf = Identifier.from_bundle(bundle)
+        val = self._gt_images("val")
+        onnx_score = score_pipeline(lambda p: idf.identify(p), val)
+        model, _ = load_trained(Path(self.done_info("train-classifier")["best"]))
+        x, _ = self._crop_batches("val")
+        torch_logits = _torch_logits(model, x)
+        onnx_logits = self._logits(self._ort(Path(self.done_info("export")["classifier"])), x)
+        parity: dict[str, Any] = {"classifier": classifier_agreement(torch_logits, onnx_logits)}
+        det_module = None
+        det_info = self.done_info("train-detector")
+        if det_info.get("enabled"):
+            det_module = _load_yolo_module(Path(det_info["best"]))
+            parity["detector"] = self._detector_parity(det_module, idf)
+        torch_idf = with_torch_models(idf, model, det_module)
+        torch_score = score_pipeline(lambda p: torch_idf.identify(p), val)
+        parity["pipeline"] = {
+            "onnx_accuracy": onnx_score.accuracy,
+            "torch_accuracy": torch_score.accuracy,
+            "delta": abs(onnx_score.accuracy - torch_score.accuracy),
+        }
+        latency = self._latency(bundle)
+        return {"end_to_end": onnx_score.as_dict(), "parity": parity, "latency": latency}
+
+    def _detector_parity(self, module: Any, idf: Identifier) -> dict[str, Any]:
+        from .evaluate import TorchRunner
+
+        runner = TorchRunner(module, first_output=True)
+        spec = self.detector_spec()
+        matched = total = 0
+        sess = self._ort(Path(self.done_info("export")["detector"]))
+        for gt in self._gt_images("val"):
+            rgb = load_image(gt.path)
+            tensor, _ = preprocess(rgb, spec)
+            a = runner.run(None, {"images": tensor[None]})[0]
+            b = np.asarray(sess.run(None, {"images": tensor[None]})[0], np.float32)
+            th = idf.manifest.thresholds
+            ba, _ = decode_yolo(a, th.detector_confidence, th.nms_iou, th.max_detections)
+            bb, _ = decode_yolo(b, th.detector_confidence, th.nms_iou, th.max_detections)
+            total += max(len(ba), len(bb))
+            if len(ba) and len(bb):
+                iou = box_iou(ba, bb)
+                matched += int((iou.max(axis=1) >= self.cfg.gates.min_detector_box_iou).sum())
+        return {"matched_fraction": matched / total if total else 1.0, "boxes": total}
+
+    def _latency(self, bundle: Path) -> dict[str, Any]:
+        from .latency import rows_as_dicts, run_latency_gate
+
+        val = self._gt_images("val") or self._gt_images("train")
+        if not val:
+            return {"rows": []}
+        single = min(val, key=lambda g: len(g.codes))
+        multi = max(val, key=lambda g: len(g.codes))
+        cases = [("single_pill", Path(single.path)), ("multi_pill", Path(multi.path))]
+        return {
+            "rows": rows_as_dicts(run_latency_gate(bundle, cases, rounds=5)),
+            "photos": {"single_pill": single.path, "multi_pill": multi.path},
+        }
+
+    def _gates(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        g, par = self.cfg.gates, report["parity"]
+        gates = []
+
+        def add(name: str, ok: bool | None, detail: str) -> None:
+            gates.append(
+                {
+                    "name": name,
+                    "detail": detail,
+                    "status": "not run" if ok is None else ("pass" if ok else "fail"),
+                }
+            )
+
+        agree = par["classifier"]["top1_agreement"]
+        add(
+            "classifier parity",
+            agree >= g.min_top1_agreement,
+            f"top-1 agreement {agree:.4f} (>= {g.min_top1_agreement}), max |logit diff| "
+            f"{par['classifier']['max_abs_logit_diff']:.2e}",
+        )
+        if "detector" in par:
+            frac = par["detector"]["matched_fraction"]
+            add(
+                "detector parity",
+                frac >= g.min_top1_agreement,
+                f"{frac:.4f} of boxes matched at IoU >= {g.min_detector_box_iou}",
+            )
+        delta = par["pipeline"]["delta"]
+        add(
+            "pipeline parity",
+            delta <= g.max_pipeline_accuracy_delta,
+            f"SDK {par['pipeline']['onnx_accuracy']:.4f} vs torch "
+            f"{par['pipeline']['torch_accuracy']:.4f} (|delta| <= "
+            f"{g.max_pipeline_accuracy_delta})",
+        )
+        top1 = report["classifier"]["val_top1"]
+        add(
+            "classifier accuracy",
+            top1 >= g.min_val_top1,
+            f"val top-1 {top1:.4f} (>= {g.min_val_top1})",
+        )
+        for row in report["latency"].get("rows", []):
+            status = row["status"]
+            add(
+                f"latency {row['profile']}/{row['case']}",
+                None if status == "not run" else status == "pass",
+                row["detail"],
+            )
+        return gates
+
+
+def _torch_logits(model: Any, x: F32) -> F32:
+    import torch
+
+    with torch.no_grad():
+        outs = [model(torch.from_numpy(x[i : i + 64])).numpy() for i in range(0, len(x), 64)]
+    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, 0), np.float32)
+
+
+def _load_yolo_module(weights: Path) -> Any:
+    from .torch_compat import ensure_torchvision
+
+    ensure_torchvision()
+    from ultralytics import YOLO
+
+    module = YOLO(str(weights)).model
+    return module.float().eval()
+
+
+def run_release(
+    cfg: ReleaseConfig,
+    *,
+    until: str = "package",
+    force_steps: tuple[str, ...] = (),
+    command: str = "",
+) -> dict[str, Any]:
+    """Run the steps up to ``until``; returns each step's summary."""
+    if until not in STEPS:
+        raise ValueError(f"unknown step {until!r}; choose from {STEPS}")
+    rel = Release(cfg, command=command)
+    for s in force_steps:
+        (rel.steps_dir / f"{s}.json").unlink(missing_ok=True)
+    fns: dict[str, Callable[[], dict[str, Any]]] = {
+        "ingest": rel.ingest,
+        "train-classifier": rel.train_classifier,
+        "train-detector": rel.train_detector,
+        "export": rel.export,
+        "calibrate": rel.calibrate,
+        "variants": rel.variants,
+        "package": rel.package,
+    }
+    results = {}
+    for s in STEPS[: STEPS.index(until) + 1]:
+        results[s] = rel.step(s, fns[s])
+    return results
