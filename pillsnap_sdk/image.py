@@ -97,13 +97,6 @@ def _decode(stream: io.BytesIO, max_pixels: int, source: str) -> RGBImage:
         ) from exc
     except Exception as exc:  # PIL raises many types for hostile headers
         raise InvalidImageError(f"{source}: cannot parse image header: {exc}") from exc
-    _check_size(img.width, img.height, max_pixels, source)
-    try:
-        img.load()
-    except Exception as exc:  # truncated / corrupt payloads: OSError, SyntaxError, ...
-        raise InvalidImageError(
-            f"{source}: image data is corrupt or truncated ({exc}); retake or re-upload"
-        ) from exc
     return _from_pil(img, max_pixels, source)
 
 
@@ -127,6 +120,14 @@ def _open(stream: io.BytesIO, max_pixels: int) -> Image.Image:
 
 def _from_pil(img: Image.Image, max_pixels: int, source: str) -> RGBImage:
     _check_size(img.width, img.height, max_pixels, source)
+    try:
+        # Decode only now, after the size check. Also covers a caller's lazily opened
+        # ``Image.open`` result, whose pixels may be truncated just like raw bytes.
+        img.load()
+    except Exception as exc:  # truncated / corrupt payloads: OSError, SyntaxError, ...
+        raise InvalidImageError(
+            f"{source}: image data is corrupt or truncated ({exc}); retake or re-upload"
+        ) from exc
     try:
         if getattr(img, "is_animated", False):
             img.seek(0)  # animated GIF/WebP/APNG: the first frame is the photo

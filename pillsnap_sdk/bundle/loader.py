@@ -154,18 +154,36 @@ def _short(exc: ValidationError) -> str:
 
 
 def _read_dir(root: Path) -> dict[str, bytes]:
+    """Read every regular file under ``root``; refuse links, pipes, devices and huge trees.
+
+    The manifest is looked for *before* walking, so pointing ``--bundle`` at a home or
+    root directory fails at once instead of listing the whole file system; and only
+    regular files are read, because ``read_bytes()`` on a named pipe blocks forever.
+    """
+    if not (root / MANIFEST_NAME).is_file():
+        raise BundleError(f"{root}: no {MANIFEST_NAME}; is this a pillsnap bundle?")
     files: dict[str, bytes] = {}
     total = 0
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if p.is_symlink():
-            raise BundleIntegrityError(f"{root}: symlinks are not allowed in bundles: {rel}")
-        if p.is_dir():
-            continue
-        total += p.stat().st_size
-        if total > MAX_BUNDLE_BYTES or len(files) >= _MAX_FILES:
-            raise BundleError(f"{root}: bundle too large (> {MAX_BUNDLE_BYTES} bytes or files)")
-        files[rel] = p.read_bytes()
+    try:
+        entries: list[Path] = []
+        for p in root.rglob("*"):
+            entries.append(p)
+            if len(entries) > 4 * _MAX_FILES:
+                raise BundleError(f"{root}: too many entries for a bundle directory")
+        for p in sorted(entries):
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                raise BundleIntegrityError(f"{root}: symlinks are not allowed in bundles: {rel}")
+            if p.is_dir():
+                continue
+            if not p.is_file():
+                raise BundleIntegrityError(f"{root}: not a regular file, refused: {rel}")
+            total += p.stat().st_size
+            if total > MAX_BUNDLE_BYTES or len(files) >= _MAX_FILES:
+                raise BundleError(f"{root}: bundle too large (> {MAX_BUNDLE_BYTES} bytes or files)")
+            files[rel] = p.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{root}: cannot read bundle directory: {exc}") from exc
     return files
 
 

@@ -1,0 +1,191 @@
+"""Execution providers and threads: say what you run on, fail loudly when asked to.
+
+Why: onnxruntime silently falls back to CPU when a requested provider cannot load. A
+kiosk vendor who paid for a GPU wants an error (``strict_providers=True``); everyone
+else wants the fallback *and* a log line saying it happened. A misspelt provider name
+is a programming error in both modes, and a bad ``intra_op_threads`` must be a typed
+argument error, not a pybind ``TypeError`` from deep inside onnxruntime.
+
+These tests run on the CPU-only onnxruntime wheel; the CUDA cases skip themselves on a
+machine where CUDA really is available.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnxruntime
+import pytest
+from tinymodels import quadrant_image
+
+from pillsnap_sdk import (
+    Identifier,
+    InvalidArgumentError,
+    PillsnapError,
+    ProviderUnavailableError,
+)
+
+CUDA = "CUDAExecutionProvider"
+needs_no_cuda = pytest.mark.skipif(
+    CUDA in onnxruntime.get_available_providers(), reason="CUDA is available here"
+)
+IMG = quadrant_image({0: "red", 3: "blue"})
+
+
+def _pillsnap_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "pillsnap_sdk" and r.levelno == logging.WARNING
+    ]
+
+
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Count onnxruntime sessions built (they still get built)."""
+    built: list[Any] = []
+    real = onnxruntime.InferenceSession
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(kwargs.get("providers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", counting)
+    return built
+
+
+@needs_no_cuda
+@pytest.mark.parametrize("providers", [[CUDA], [CUDA, "CPUExecutionProvider"]])
+def test_strict_missing_cuda_raises(
+    tiny_bundle: Path, providers: list[str], sessions: list[Any]
+) -> None:
+    """strict: ProviderUnavailableError naming the provider and the fix, before any
+    session is built (no half-initialised Identifier, no wasted load time)."""
+    with pytest.raises(ProviderUnavailableError) as info:
+        Identifier.from_bundle(tiny_bundle, providers=providers, strict_providers=True)
+    msg = str(info.value)
+    assert CUDA in msg and "not available" in msg and "pillsnap[gpu]" in msg
+    assert "CPUExecutionProvider" in msg, "the message should say what *is* available"
+    assert sessions == []
+
+
+@needs_no_cuda
+@pytest.mark.parametrize("providers", [[CUDA], [CUDA, "CPUExecutionProvider"]])
+def test_lenient_missing_cuda_warns_and_works(
+    tiny_bundle: Path,
+    providers: list[str],
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    sessions: list[Any],
+) -> None:
+    """Default mode: one warning per model via the ``pillsnap_sdk`` logger, CPU fallback,
+    identical results - and no noise from onnxruntime itself (UserWarning, stdout)."""
+    caplog.set_level(logging.WARNING, logger="pillsnap_sdk")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        idf = Identifier.from_bundle(tiny_bundle, providers=providers)
+    logged = _pillsnap_warnings(caplog)
+    assert len(logged) == 2, logged  # classifier + detector
+    assert all(CUDA in m and "falling back to CPUExecutionProvider" in m for m in logged)
+    assert {m.split(":", 1)[0] for m in logged} == {"classifier.onnx", "detector.onnx"}
+    assert not [w for w in caught if "provider" in str(w.message).lower()]
+    assert "EP Error" not in capfd.readouterr().out
+    assert idf.providers == ["CPUExecutionProvider"]
+    assert all(p == ["CPUExecutionProvider"] for p in sessions), sessions
+    plain = Identifier.from_bundle(tiny_bundle)
+    assert idf.identify(IMG).pills == plain.identify(IMG).pills
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize(
+    "providers",
+    [
+        ["CUDAExecutionProvder"],
+        ["FooExecutionProvider", "CPUExecutionProvider"],
+        [("NotAProvider", {"device_id": 0})],
+        ["cpu"],
+    ],
+    ids=["typo", "foo_plus_cpu", "tuple_form", "lowercase_shorthand"],
+)
+def test_unknown_provider_name_is_an_argument_error(
+    tiny_bundle: Path,
+    providers: list[Any],
+    strict: bool,
+    capfd: pytest.CaptureFixture[str],
+    sessions: list[Any],
+) -> None:
+    """A name onnxruntime has never heard of is a typo, in strict and lenient mode alike:
+    InvalidArgumentError (a ValueError) listing the known names; onnxruntime's own
+    'EP Error ... Falling back' banner on stdout never appears."""
+    with pytest.raises(InvalidArgumentError) as info:
+        Identifier.from_bundle(tiny_bundle, providers=providers, strict_providers=strict)
+    assert isinstance(info.value, ValueError)
+    msg = str(info.value)
+    assert "unknown onnxruntime execution provider" in msg
+    assert "CPUExecutionProvider" in msg and CUDA in msg  # the known names are listed
+    assert "EP Error" not in capfd.readouterr().out
+    assert sessions == []
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize(
+    "providers", [None, [], ["CPUExecutionProvider"], [("CPUExecutionProvider", {})]]
+)
+def test_cpu_forms_work_in_both_modes(
+    tiny_bundle: Path, providers: Any, strict: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pillsnap_sdk")
+    idf = Identifier.from_bundle(tiny_bundle, providers=providers, strict_providers=strict)
+    assert idf.providers == ["CPUExecutionProvider"]
+    assert _pillsnap_warnings(caplog) == []
+    assert len(idf.identify(IMG).pills) == 2
+
+
+@needs_no_cuda
+@pytest.mark.parametrize("strict", [False, True])
+def test_available_but_not_active_provider(
+    tiny_bundle: Path,
+    strict: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A provider that is installed but fails to initialise (missing CUDA libraries,
+    no driver) is caught by the check on the *built* session. Simulated by making the
+    SDK believe CUDA is available while onnxruntime cannot actually start it."""
+    real = onnxruntime.get_available_providers()
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CUDA, *real])
+    caplog.set_level(logging.WARNING, logger="pillsnap_sdk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # onnxruntime's own "not in available providers"
+        if strict:
+            with pytest.raises(ProviderUnavailableError, match="not active"):
+                Identifier.from_bundle(tiny_bundle, providers=[CUDA], strict_providers=True)
+            return
+        idf = Identifier.from_bundle(tiny_bundle, providers=[CUDA])
+    assert idf.providers == ["CPUExecutionProvider"]
+    assert any("not active" in m for m in _pillsnap_warnings(caplog))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, False, "2", float("nan")])
+def test_intra_op_threads_validation(tiny_bundle: Path, bad: Any) -> None:
+    """Not a positive int -> InvalidArgumentError (also a ValueError), never TypeError."""
+    with pytest.raises(InvalidArgumentError, match="intra_op_threads must be a positive int"):
+        Identifier.from_bundle(tiny_bundle, intra_op_threads=bad)
+
+
+@pytest.mark.parametrize("threads", [None, 1, 2, 4])
+def test_intra_op_threads_do_not_change_results(tiny_bundle: Path, threads: int | None) -> None:
+    """Thread count is a speed knob only: results are identical to the default."""
+    ref = Identifier.from_bundle(tiny_bundle).identify(IMG, top_k=3)
+    got = Identifier.from_bundle(tiny_bundle, intra_op_threads=threads).identify(IMG, top_k=3)
+    assert got.pills == ref.pills
+
+
+def test_provider_errors_are_pillsnap_errors() -> None:
+    """Callers can catch everything the SDK raises on purpose with one except clause."""
+    assert issubclass(ProviderUnavailableError, PillsnapError)
+    assert issubclass(InvalidArgumentError, PillsnapError)
+    assert issubclass(InvalidArgumentError, ValueError)
