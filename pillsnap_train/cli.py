@@ -37,12 +37,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             choices=STEPS,
             help="forget a finished step and run it again (repeatable)",
         )
+        sp.add_argument(
+            "--allow-config-change",
+            action="store_true",
+            help="accept a changed config on an existing work_dir",
+        )
+        sp.add_argument(
+            "--only",
+            action="store_true",
+            help="run just this step (its inputs must exist), e.g. to train models in parallel",
+        )
     args = p.parse_args(argv)
     cfg = load_config(args.config)
     until = "package" if args.command == "release" else args.command
     command = f"pillsnap-train {args.command} --config {args.config}"
     try:
-        results = run_release(cfg, until=until, force_steps=tuple(args.redo), command=command)
+        results = run_release(cfg, until=until, force_steps=tuple(args.redo), command=command,
+                              allow_config_change=args.allow_config_change, only=args.only)
     except GateFailure as exc:
         print(f"pillsnap-train: RELEASE BLOCKED: {exc}", file=sys.stderr)
         return 1

@@ -67,10 +67,12 @@ def _log(msg: str) -> None:
 class Release:
     """State of one release run over ``cfg.work_dir``."""
 
-    def __init__(self, cfg: ReleaseConfig, *, force: bool = False, command: str = "") -> None:
+    def __init__(
+        self, cfg: ReleaseConfig, *, allow_config_change: bool = False, command: str = ""
+    ) -> None:
         self.cfg = cfg
         self.work = Path(cfg.work_dir)
-        self.force = force
+        self.allow_config_change = allow_config_change
         self.command = command or "pillsnap-train release --config CONFIG"
         self.steps_dir = self.work / "steps"
         self.steps_dir.mkdir(parents=True, exist_ok=True)
@@ -82,16 +84,17 @@ class Release:
         text = self.cfg.model_dump_json()
         digest = hashlib.sha256(text.encode()).hexdigest()
         marker = self.work / "config.sha256"
-        if marker.is_file() and marker.read_text().strip() != digest and not self.force:
+        if marker.is_file() and marker.read_text().strip() != digest and not self.allow_config_change:
             raise GateFailure(
-                f"{self.work} was produced by a different config; use a new work_dir or --force"
+                f"{self.work} was produced by a different config; use a new work_dir, or "
+                "--allow-config-change (and --redo the steps the change affects)"
             )
         marker.write_text(digest + "\n")
         (self.work / "config.json").write_text(json.dumps(json.loads(text), indent=2) + "\n")
 
     def done(self, step: str) -> dict[str, Any] | None:
         p = self.steps_dir / f"{step}.json"
-        if p.is_file() and not self.force:
+        if p.is_file():
             data: dict[str, Any] = json.loads(p.read_text())
             return data
         return None
@@ -228,6 +231,7 @@ class Release:
             seed=self.cfg.seed,
             workers=dc.workers,
             resume=True,
+            cache="ram",
             **({"augment": dc.extra} if dc.extra else {}),
         )
         return {"enabled": True, "best": str(best)}
@@ -745,11 +749,17 @@ def run_release(
     until: str = "package",
     force_steps: tuple[str, ...] = (),
     command: str = "",
+    allow_config_change: bool = False,
+    only: bool = False,
 ) -> dict[str, Any]:
-    """Run the steps up to ``until``; returns each step's summary."""
+    """Run the steps up to ``until`` (or just ``until`` with ``only``); return summaries.
+
+    ``only`` lets independent steps run side by side (e.g. the detector trains while the
+    classifier does); the step still needs its inputs from earlier steps.
+    """
     if until not in STEPS:
         raise ValueError(f"unknown step {until!r}; choose from {STEPS}")
-    rel = Release(cfg, command=command)
+    rel = Release(cfg, command=command, allow_config_change=allow_config_change)
     for s in force_steps:
         (rel.steps_dir / f"{s}.json").unlink(missing_ok=True)
     fns: dict[str, Callable[[], dict[str, Any]]] = {
@@ -762,6 +772,7 @@ def run_release(
         "package": rel.package,
     }
     results = {}
-    for s in STEPS[: STEPS.index(until) + 1]:
+    todo = [until] if only else STEPS[: STEPS.index(until) + 1]
+    for s in todo:
         results[s] = rel.step(s, fns[s])
     return results
