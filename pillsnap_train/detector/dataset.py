@@ -1,0 +1,168 @@
+"""Build the single-class ("pill") Ultralytics dataset the detector trains on.
+
+Layout written under ``out_dir``::
+
+    train/images/*   real train photos (symlinks, or copies where links fail) + synth_*.jpg
+    train/labels/*.txt
+    val/images/*     real validation photos only
+    val/labels/*.txt
+    data.yaml        absolute paths, ``names: {0: pill}``
+    dataset_info.json
+
+Why single class: the detector only has to find pills; naming them is the classifier's job,
+so every box is class 0 whatever its source class. Why synthetic scenes come from the
+*train* items only: a cut-out of a validation pill pasted into training would leak that
+photo into training and inflate the validation score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, TypeAlias
+
+import yaml
+
+from pillsnap_train.data.records import read_image_header
+from pillsnap_train.data.synth import (
+    SynthConfig,
+    extract_backgrounds,
+    extract_cutouts,
+    write_synthetic_yolo,
+)
+
+__all__ = ["DetItem", "build_detector_dataset"]
+
+#: ``(image_path, [(x1, y1, x2, y2), ...])`` in pixels of the EXIF-upright image.
+DetItem: TypeAlias = tuple[str | os.PathLike[str], Sequence[Sequence[float]]]
+
+_SPLITS: Final = ("train", "val")
+
+
+def _label_lines(boxes: Sequence[Sequence[float]], w: int, h: int) -> list[str]:
+    """YOLO lines for class 0; boxes are clipped to the image and empty ones dropped."""
+    lines = []
+    for box in boxes:
+        if len(box) != 4:
+            raise ValueError(f"boxes must be xyxy, got {box!r}")
+        x1, y1 = max(0.0, float(box[0])), max(0.0, float(box[1]))
+        x2, y2 = min(float(w), float(box[2])), min(float(h), float(box[3]))
+        if x2 - x1 < 1.0 or y2 - y1 < 1.0:
+            continue
+        lines.append(
+            f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
+            f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+        )
+    return lines
+
+
+def _place_image(src: Path, dst: Path, copy: bool) -> None:
+    if not copy:
+        try:
+            os.symlink(src, dst)
+            return
+        except OSError:
+            pass  # e.g. filesystems without symlinks: fall back to a copy
+    shutil.copy2(src, dst)
+
+
+def _write_split(root: Path, split: str, items: Sequence[DetItem], copy: bool) -> tuple[int, int]:
+    img_dir, lab_dir = root / split / "images", root / split / "labels"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    n_boxes = 0
+    for path, boxes in items:
+        src = Path(path).resolve()
+        header = read_image_header(src, decode=False)
+        # Unique stem: photos from different folders may share a file name.
+        base = f"real_{src.stem}" if src.stem.lower().startswith("synth_") else src.stem
+        stem, k = base, 1
+        while stem.lower() in used:
+            stem, k = f"{base}__{k}", k + 1
+        used.add(stem.lower())
+        _place_image(src, img_dir / f"{stem}{src.suffix.lower()}", copy)
+        lines = _label_lines(boxes, header.width, header.height)
+        n_boxes += len(lines)
+        (lab_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    return len(items), n_boxes
+
+
+def build_detector_dataset(
+    out_dir: str | os.PathLike[str],
+    train_items: Sequence[DetItem],
+    val_items: Sequence[DetItem],
+    *,
+    synth_scenes: int = 0,
+    synth_cfg: SynthConfig | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    real_backgrounds: bool = True,
+    copy: bool = False,
+) -> Path:
+    """Write an Ultralytics detection dataset and return the path of its ``data.yaml``.
+
+    ``synth_scenes`` multi-pill scenes (see :mod:`pillsnap_train.data.synth`) are made from
+    cut-outs of the train items' boxes, on procedural backgrounds plus (``real_backgrounds``)
+    the train photos with their pills covered, and added to train only. ``cache_dir`` keeps
+    cut-outs between builds (default ``out_dir/synth_cache``, i.e. lost when ``out_dir`` is
+    deleted). Images are symlinked unless ``copy``. Raises ``ValueError`` if the splits
+    share an image, if val is empty (Ultralytics needs it) or if an existing build is in
+    the way (delete ``out_dir`` first: mixing two builds would silently mix their labels).
+    """
+    root = Path(out_dir).resolve()
+    if not val_items:
+        raise ValueError("val_items is empty: Ultralytics needs a validation split")
+    train_paths = {Path(p).resolve() for p, _ in train_items}
+    leaked = train_paths & {Path(p).resolve() for p, _ in val_items}
+    if leaked:
+        raise ValueError(f"{len(leaked)} image(s) in both train and val, e.g. {min(leaked)}")
+    for split in _SPLITS:
+        if (root / split).exists():
+            raise ValueError(f"{root / split} exists: remove {root} before rebuilding")
+    root.mkdir(parents=True, exist_ok=True)
+
+    n_train, b_train = _write_split(root, "train", train_items, copy)
+    n_val, b_val = _write_split(root, "val", val_items, copy)
+
+    synth_info: dict[str, Any] = {"scenes": 0}
+    if synth_scenes > 0:
+        cache = Path(cache_dir) if cache_dir is not None else root / "synth_cache"
+        cutouts = extract_cutouts(list(train_items), cache)
+        if not cutouts:
+            raise ValueError("synth_scenes > 0 but the train items gave no usable pill cut-outs")
+        backgrounds = extract_backgrounds(list(train_items), cache) if real_backgrounds else []
+        cfg = synth_cfg or SynthConfig()
+        write_synthetic_yolo(
+            root / "train", cutouts, synth_scenes, cfg, seed, backgrounds=backgrounds
+        )
+        synth_info = {
+            "scenes": synth_scenes,
+            "cutouts": len(cutouts),
+            "cutouts_ellipse_fallback": sum(c.method == "ellipse" for c in cutouts),
+            "real_backgrounds": len(backgrounds),
+            "seed": seed,
+            "config": cfg.model_dump(mode="json"),
+        }
+
+    data_yaml = root / "data.yaml"
+    data: dict[str, Any] = {
+        "path": str(root),
+        "train": str(root / "train" / "images"),
+        "val": str(root / "val" / "images"),
+        "nc": 1,
+        "names": {0: "pill"},
+    }
+    data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+    info = {
+        "train_images": n_train,
+        "train_boxes": b_train,
+        "val_images": n_val,
+        "val_boxes": b_val,
+        "synthetic": synth_info,
+    }
+    (root / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return data_yaml
