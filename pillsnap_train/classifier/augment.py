@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from pillsnap_sdk.preprocessing import crop_with_margin
 
-__all__ = ["augment_crop"]
+__all__ = ["augment_crop", "rotated_extent"]
 
 U8 = npt.NDArray[np.uint8]
 
@@ -81,7 +81,24 @@ def _rotated_crop(
     oy = max(0.0, cy - side / 2)
     lcx, lcy = cx - int(ox), cy - int(oy)
     mat = cv2.getRotationMatrix2D((lcx, lcy), angle, 1.0)
-    rot = np.asarray(cv2.warpAffine(region, mat, (w, h), borderMode=cv2.BORDER_REFLECT_101),
+    rot = np.asarray(cv2.warpAffine(region, mat, (w, h), borderMode=cv2.BORDER_REPLICATE),
                      dtype=np.uint8)
-    local = (lcx - bw / 2, lcy - bh / 2, lcx + bw / 2, lcy + bh / 2)
+    rw, rh = rotated_extent(bw, bh, angle)
+    local = (lcx - rw / 2, lcy - rh / 2, lcx + rw / 2, lcy + rh / 2)
     return np.ascontiguousarray(crop_with_margin(rot, local, margin))
+
+
+def rotated_extent(bw: float, bh: float, angle: float) -> tuple[float, float]:
+    """Axis-aligned size of a ``bw x bh`` pill after rotating it by ``angle`` degrees.
+
+    At serving time the detector draws an axis-aligned box around a pill lying at any
+    angle, so a rotated training crop must be cut around the rotated pill's box, not the
+    upright one (which cut elongated pills to fragments). Pills are mostly round, oval or
+    capsule-shaped: the mean of the ellipse's extent (exact for round/oval pills) and the
+    rectangle's (never cuts a square tablet's corners) is used.
+    """
+    t = np.deg2rad(angle)
+    c, s = abs(float(np.cos(t))), abs(float(np.sin(t)))
+    rect_w, rect_h = bw * c + bh * s, bw * s + bh * c
+    ell_w, ell_h = float(np.hypot(bw * c, bh * s)), float(np.hypot(bw * s, bh * c))
+    return (rect_w + ell_w) / 2, (rect_h + ell_h) / 2
