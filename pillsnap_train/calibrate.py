@@ -172,11 +172,18 @@ def choose_detector_threshold(
     prec = ctp / np.arange(1, len(tp) + 1)
     rec = ctp / n_truth
     f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-9)
-    best = int(f1.argmax())
+    # Only cut between distinct scores: a cut inside a run of ties is not realisable.
+    last_of_run = np.append(scores[1:] < scores[:-1], True)
+    best = int(np.where(last_of_run, f1, -1.0).argmax())
     # AP: area under the monotone precision envelope (VOC all-point).
     envelope = np.maximum.accumulate(prec[::-1])[::-1]
     r = np.concatenate([[0.0], rec])
     ap = float(np.sum((r[1:] - r[:-1]) * envelope))
-    return DetectorThreshold(
-        float(scores[best]), float(f1[best]), float(prec[best]), float(rec[best]), ap
-    )
+    if f1[best] <= 0.0:
+        # No cut finds a pill: never fire (the SDK then classifies the whole photo).
+        return DetectorThreshold(1.0, 0.0, 0.0, 0.0, ap)
+    # Midway to the next lower score, never *on* a validation score: a threshold equal to
+    # a score flips with 1e-8 engine noise (torch vs onnxruntime) and makes gates flaky.
+    lower = float(scores[best + 1]) if best + 1 < len(scores) else 0.0
+    threshold = (float(scores[best]) + lower) / 2.0
+    return DetectorThreshold(threshold, float(f1[best]), float(prec[best]), float(rec[best]), ap)
