@@ -84,7 +84,8 @@ class Release:
         text = self.cfg.model_dump_json()
         digest = hashlib.sha256(text.encode()).hexdigest()
         marker = self.work / "config.sha256"
-        if marker.is_file() and marker.read_text().strip() != digest and not self.allow_config_change:
+        changed = marker.is_file() and marker.read_text().strip() != digest
+        if changed and not self.allow_config_change:
             raise GateFailure(
                 f"{self.work} was produced by a different config; use a new work_dir, or "
                 "--allow-config-change (and --redo the steps the change affects)"
