@@ -49,10 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     verify = bsub.add_parser("verify", help="check hashes, file list, versions and models")
     verify.add_argument("path", type=Path)
 
+    from .bench.cli import add_bench_arguments
+
     bench = sub.add_parser("bench", help="latency of the SDK against the onnxruntime floor")
-    bench.add_argument("--bundle", type=Path)
-    bench.add_argument("--json", action="store_true")
-    bench.add_argument("--rounds", type=int, default=20)
+    add_bench_arguments(bench)
     return p
 
 
@@ -64,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bundle":
             return _bundle(args)
         if args.command == "bench":
-            from .bench import run_cli_bench
+            from .bench.cli import run_cli_bench_args
 
-            return run_cli_bench(args.bundle or default_bundle_path(), args.json, args.rounds)
+            return run_cli_bench_args(args)
     except PillsnapError as exc:
         print(f"pillsnap: error: {exc}", file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .config import load_config
 from .release import STEPS, GateFailure, run_release
@@ -67,13 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _summary(results: dict[str, dict[str, object]]) -> None:
+def _summary(results: dict[str, dict[str, Any]]) -> None:
     print("\n== summary ==")
     for step, info in results.items():
         print(f"  {step:<17} {info.get('seconds', '-')!s:>7} s")
     pkg = results.get("package")
     if pkg:
-        for gate in pkg.get("gates", []):  # type: ignore[union-attr]
+        for gate in pkg.get("gates", []):
             print(f"  gate {gate['name']:<34} {gate['status']:<8} {gate['detail']}")
         print(
             f"  bundle: {pkg.get('published')}\n  zip:    {pkg.get('zip')}\n"

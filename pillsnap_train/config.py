@@ -71,7 +71,7 @@ class CalibrationConfig(_Cfg):
 
 
 class ExportConfig(_Cfg):
-    variants: list[Literal["fp16", "int8"]] = Field(default_factory=lambda: ["fp16", "int8"])
+    variants: list[Literal["fp16", "int8"]] = Field(default_factory=lambda: ["fp16", "int8"])  # type: ignore[arg-type]
     int8_calibration_crops: int = 128
 
 

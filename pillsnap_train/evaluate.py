@@ -152,9 +152,9 @@ def with_torch_models(idf: Identifier, classifier: Any, detector: Any | None) ->
     import copy
 
     twin = copy.copy(idf)
-    twin._cls = TorchRunner(classifier)  # type: ignore[assignment]
+    twin._cls = TorchRunner(classifier)
     if detector is not None:
-        twin._det = TorchRunner(detector, first_output=True)  # type: ignore[assignment]
+        twin._det = TorchRunner(detector, first_output=True)
     return twin
 
 

@@ -233,7 +233,7 @@ class Release:
             workers=dc.workers,
             resume=True,
             cache="ram",
-            **({"augment": dc.extra} if dc.extra else {}),
+            augment=dc.extra or None,
         )
         return {"enabled": True, "best": str(best)}
 
@@ -542,7 +542,7 @@ class Release:
         stage = self.work / "bundle"
         candidate = stage / "candidate"
         shutil.rmtree(stage, ignore_errors=True)
-        common = {
+        common: dict[str, Any] = {
             "name": cfg.name,
             "version": cfg.version,
             "classifier_onnx": Path(exp["classifier"]),
@@ -738,9 +738,9 @@ def _load_yolo_module(weights: Path) -> Any:
     from .torch_compat import ensure_torchvision
 
     ensure_torchvision()
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
-    module = YOLO(str(weights)).model
+    module: Any = YOLO(str(weights)).model
     return module.float().eval()
 
 

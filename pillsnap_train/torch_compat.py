@@ -58,11 +58,11 @@ def ensure_torchvision() -> None:
         return
     except (AttributeError, RuntimeError):
         pass
-    lib = torch.library.Library("torchvision", "DEF")
-    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.impl("nms", nms_reference, "CompositeExplicitAutograd")
-    lib.impl("qnms", nms_reference, "CompositeExplicitAutograd")
+    lib = torch.library.Library("torchvision", "DEF")  # type: ignore[no-untyped-call]
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")  # type: ignore[no-untyped-call]
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")  # type: ignore[no-untyped-call]
+    lib.impl("nms", nms_reference, "CompositeExplicitAutograd")  # type: ignore[no-untyped-call]
+    lib.impl("qnms", nms_reference, "CompositeExplicitAutograd")  # type: ignore[no-untyped-call]
     _LIB = lib
     import torchvision.extension
 

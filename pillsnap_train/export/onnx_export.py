@@ -51,7 +51,7 @@ def export_classifier_onnx(
         torch.onnx.export(
             model,
             (dummy,),
-            buf,
+            buf,  # type: ignore[arg-type]  # accepts file objects too
             dynamo=False,
             opset_version=OPSET,
             input_names=[CLASSIFIER_INPUT],

@@ -56,7 +56,7 @@ def make_int8(src: Path, dst: Path, input_name: str, calibration: Sequence[F32])
     quantize_static(
         str(base),
         str(dst),
-        _Reader(input_name, calibration),  # type: ignore[arg-type]
+        _Reader(input_name, calibration),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=QuantType.QUInt8,
