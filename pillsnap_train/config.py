@@ -60,6 +60,11 @@ class DetectorConfig(_Cfg):
     batch: int = 16
     workers: int = 2
     synth_scenes: int = 0
+    #: Second stage: continue from the first stage's best weights for this many epochs at
+    #: ``finetune_lr0`` (a from-scratch YOLO on a small dataset is still improving when a
+    #: CPU budget ends; a short low-lr stage is cheaper than a longer first stage).
+    finetune_epochs: int = 0
+    finetune_lr0: float = 0.002
     patience: int = 100
     extra: dict[str, Any] = Field(default_factory=dict, description="ultralytics train args")
 
