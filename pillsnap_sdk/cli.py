@@ -22,6 +22,13 @@ from .version import __version__
 __all__ = ["main"]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pillsnap", description="Identify pills in photos.")
     p.add_argument("--version", action="version", version=f"pillsnap {__version__}")
@@ -39,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="write a picture with boxes and names (a .png file; a folder for several images)",
     )
-    ident.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    ident.add_argument(
+        "--threads", type=_positive_int, default=None, help="onnxruntime intra-op threads"
+    )
 
     bundle = sub.add_parser("bundle", help="inspect or verify a model bundle")
     bsub = bundle.add_subparsers(dest="bundle_command", required=True)

@@ -86,7 +86,6 @@ class GateConfig(_Cfg):
     min_detector_box_iou: float = 0.99
     max_variant_top1_drop: float = 0.01
     min_val_top1: float = 0.0
-    latency_profile: str | None = "auto"
 
 
 class ReleaseConfig(_Cfg):

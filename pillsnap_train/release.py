@@ -735,7 +735,7 @@ class Release:
         add(
             "classifier parity",
             agree >= g.min_top1_agreement,
-            f"top-1 agreement {agree:.4f} (>= {g.min_top1_agreement}), max |logit diff| "
+            f"top-1 agreement {agree:.4f} (>= {g.min_top1_agreement}), max abs logit diff "
             f"{par['classifier']['max_abs_logit_diff']:.2e}",
         )
         if "detector" in par:

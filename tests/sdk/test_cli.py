@@ -89,3 +89,9 @@ def test_version_subprocess() -> None:
     out = subprocess.run([sys.executable, "-m", "pillsnap_sdk.cli", "--version"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.startswith("pillsnap 0.")
+
+
+def test_threads_must_be_positive(photo: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["identify", str(photo), "--threads", "0"])
+    assert exc.value.code == 2
