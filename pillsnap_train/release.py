@@ -240,45 +240,27 @@ class Release:
         return {"enabled": True, "best": str(best)}
 
     def _finetune_detector(self, weights: Path, data_yaml: Path) -> Path:
-        """Stage 2 from ``weights``; a finished stage 2 is reused (resumable release)."""
-        from .detector.train import DEFAULT_AUGMENT, prepare_ultralytics_offline
+        """Stage 2 from ``weights`` at a low lr; a finished stage 2 is reused on resume."""
+        from .detector.train import train_detector
 
         dc = self.cfg.detector
-        out = self.work / "detector" / "finetune"
-        best, results = out / "weights" / "best.pt", out / "results.csv"
-        if best.is_file() and results.is_file():
-            rows = results.read_text().strip().splitlines()[1:]
-            if len(rows) >= dc.finetune_epochs:
-                return best
-        prepare_ultralytics_offline()
-        from ultralytics import YOLO  # type: ignore[attr-defined]
-
-        args: dict[str, Any] = {
-            **DEFAULT_AUGMENT,
-            **dc.extra,
-            "data": str(data_yaml),
-            "imgsz": dc.imgsz,
-            "epochs": dc.finetune_epochs,
-            "batch": dc.batch,
-            "seed": self.cfg.seed,
-            "deterministic": True,
-            "workers": dc.workers,
-            "device": "cpu",
-            "project": str(out.parent),
-            "name": out.name,
-            "exist_ok": True,
-            "amp": False,
-            "plots": False,
-            "lr0": dc.finetune_lr0,
-            "warmup_epochs": 1.0,
-            "single_cls": True,
-            "cache": "ram",
-            "verbose": False,
-        }
-        YOLO(str(weights)).train(**args)
-        if not best.is_file():
-            raise GateFailure(f"detector fine-tuning wrote no {best}")
-        return best
+        return Path(
+            train_detector(
+                data_yaml,
+                self.work / "detector" / "finetune",
+                model=dc.model,
+                imgsz=dc.imgsz,
+                epochs=dc.finetune_epochs,
+                batch=dc.batch,
+                seed=self.cfg.seed,
+                workers=dc.workers,
+                resume=True,
+                cache="ram",
+                augment=dc.extra or None,
+                init_weights=weights,
+                lr0=dc.finetune_lr0,
+            )
+        )
 
     # -- export ----------------------------------------------------------------------------
     def export(self) -> dict[str, Any]:

@@ -146,8 +146,13 @@ def train_detector(
     plots: bool = False,
     save_period: int = -1,
     cache: bool | str = False,
+    init_weights: str | os.PathLike[str] | None = None,
+    lr0: float | None = None,
 ) -> Path:
     """Train (or resume) a detector; returns the path of ``best.pt`` (``last.pt`` if none).
+
+    ``init_weights`` starts from a local checkpoint of an earlier stage instead of the YAML's
+    random initialisation (a second, low-``lr0`` stage); it is never downloaded.
 
     The run lives in ``out_dir`` itself (``out_dir/weights/{last,best}.pt``, ``results.csv``,
     ``args.yaml``); ``last.pt`` is rewritten every epoch, plus ``epochN.pt`` every
@@ -163,7 +168,9 @@ def train_detector(
     prepare_ultralytics_offline()
     yolo_cls = _module("ultralytics").YOLO
 
-    if not str(model).endswith((".yaml", ".yml")):
+    if init_weights is not None and not Path(init_weights).is_file():
+        raise FileNotFoundError(f"init_weights {init_weights} does not exist")
+    if init_weights is None and not str(model).endswith((".yaml", ".yml")):
         raise ValueError(
             f"model={model!r}: pass a model YAML (e.g. 'yolo11n.yaml'); pretrained .pt "
             "weights would have to be downloaded"
@@ -202,7 +209,8 @@ def train_detector(
         "project": str(out.parent),
         "name": out.name,
         "exist_ok": True,
-        "pretrained": False,
+        # From a YAML: random init (True would mean "download pretrained weights").
+        "pretrained": init_weights is not None,
         "amp": False,
         "plots": plots,
         "val": val,
@@ -212,7 +220,9 @@ def train_detector(
         "single_cls": True,
         "verbose": False,
     }
-    yolo_cls(model).train(**args)
+    if lr0 is not None:
+        args.update(lr0=lr0, warmup_epochs=1.0)
+    yolo_cls(str(init_weights) if init_weights is not None else model).train(**args)
     if not last.is_file():
         raise RuntimeError(f"training finished without writing {last}")
     return best if best.is_file() else last

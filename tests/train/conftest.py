@@ -55,6 +55,7 @@ TINY_DETECTOR: dict[str, Any] = {
     "epochs": 1,
     "batch": 8,
     "workers": 0,
+    "finetune_epochs": 1,  # exercises the second, low-lr stage
 }
 CREDITS = [
     {

@@ -245,6 +245,8 @@ def test_detector_is_trained_exported_calibrated_and_packaged(
 ) -> None:
     det = run.step("train-detector")
     assert det["enabled"] is True and Path(det["best"]).is_file()
+    # The second (fine-tune) stage ran and its weights are the ones exported.
+    assert Path(det["best"]).parts[-3] == "finetune"
     assert "detector" in run.step("export")
     bundle = load_bundle(bundle_dir)
     assert bundle.manifest.detector is not None
