@@ -24,6 +24,7 @@ __all__ = [
     "expected_calibration_error",
     "fit_temperature",
     "match_detections",
+    "match_indices",
 ]
 
 F32 = npt.NDArray[np.float32]
@@ -120,14 +121,14 @@ def box_iou(a: F32, b: F32) -> F32:
     return out
 
 
-def match_detections(
+def match_indices(
     pred: F32, scores: F32, truth: F32, iou_threshold: float = 0.5
-) -> npt.NDArray[np.bool_]:
-    """Greedy matching (best score first): True where a prediction hits an unmatched truth."""
+) -> npt.NDArray[np.intp]:
+    """Greedy matching (best score first): the truth index each prediction hits, else -1."""
     order = np.argsort(-scores, kind="stable")
     iou = box_iou(pred, truth)
     used = np.zeros(len(truth), bool)
-    tp = np.zeros(len(pred), bool)
+    match = np.full(len(pred), -1, dtype=np.intp)
     for i in order:
         if len(truth) == 0:
             break
@@ -135,8 +136,16 @@ def match_detections(
         j = int(cand.argmax())
         if cand[j] >= iou_threshold:
             used[j] = True
-            tp[i] = True
-    return tp
+            match[i] = j
+    return match
+
+
+def match_detections(
+    pred: F32, scores: F32, truth: F32, iou_threshold: float = 0.5
+) -> npt.NDArray[np.bool_]:
+    """Greedy matching (best score first): True where a prediction hits an unmatched truth."""
+    hit: npt.NDArray[np.bool_] = match_indices(pred, scores, truth, iou_threshold) >= 0
+    return hit
 
 
 @dataclass(frozen=True)

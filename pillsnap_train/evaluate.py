@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from pillsnap_sdk import Identifier, IdentifyResult
 
-from .calibrate import box_iou, match_detections
+from .calibrate import match_indices
 
 __all__ = [
     "GroundTruthImage",
@@ -101,19 +101,12 @@ def score_pipeline(
             if boxed:
                 pred = np.array([p.bbox.as_tuple() for p in boxed if p.bbox], np.float32)
                 scores = np.array([p.detection_confidence or 0.0 for p in boxed], np.float32)
-                tp = match_detections(pred, scores, gt.boxes, iou_threshold)
-                iou = box_iou(pred, gt.boxes)
-                used: set[int] = set()
-                for i in np.argsort(-scores, kind="stable"):
-                    if not tp[i]:
-                        continue
-                    j = int(
-                        np.argmax(
-                            np.where([k not in used for k in range(len(gt.codes))], iou[i], -1)
-                        )
-                    )
-                    used.add(j)
-                    pairs.append((int(i), j))
+                match = match_indices(pred, scores, gt.boxes, iou_threshold)
+                pairs = [
+                    (int(i), int(match[i]))
+                    for i in np.argsort(-scores, kind="stable")
+                    if match[i] >= 0
+                ]
             s.false_positives += len(boxed) - len(pairs)
         for i, j in pairs:
             s.found += 1

@@ -210,7 +210,6 @@ class Release:
         if not dc.enabled:
             return {"enabled": False}
         from .detector.dataset import build_detector_dataset
-        from .detector.train import train_detector
 
         data_dir = self.work / "detector" / "dataset"
         if data_dir.exists():
@@ -222,43 +221,36 @@ class Release:
             synth_scenes=dc.synth_scenes,
             seed=self.cfg.seed,
         )
-        best = train_detector(
-            yaml_path,
-            self.work / "detector" / "train",
-            model=dc.model,
-            imgsz=dc.imgsz,
-            epochs=dc.epochs,
-            batch=dc.batch,
-            seed=self.cfg.seed,
-            workers=dc.workers,
-            resume=True,
-            cache="ram",
-            augment=dc.extra or None,
-        )
-        if dc.finetune_epochs > 0:
-            best = self._finetune_detector(Path(best), yaml_path)
+        best = self._detector_stage(yaml_path, "train", dc.epochs)
+        if dc.finetune_epochs > 0:  # low-lr second stage from the first stage's weights
+            best = self._detector_stage(
+                yaml_path,
+                "finetune",
+                dc.finetune_epochs,
+                init_weights=best,
+                lr0=dc.finetune_lr0,
+            )
         return {"enabled": True, "best": str(best)}
 
-    def _finetune_detector(self, weights: Path, data_yaml: Path) -> Path:
-        """Stage 2 from ``weights`` at a low lr; a finished stage 2 is reused on resume."""
+    def _detector_stage(self, data_yaml: Path, name: str, epochs: int, **stage: Any) -> Path:
+        """One Ultralytics run under ``detector/<name>``; a finished run is reused on resume."""
         from .detector.train import train_detector
 
         dc = self.cfg.detector
         return Path(
             train_detector(
                 data_yaml,
-                self.work / "detector" / "finetune",
+                self.work / "detector" / name,
                 model=dc.model,
                 imgsz=dc.imgsz,
-                epochs=dc.finetune_epochs,
+                epochs=epochs,
                 batch=dc.batch,
                 seed=self.cfg.seed,
                 workers=dc.workers,
                 resume=True,
                 cache="ram",
                 augment=dc.extra or None,
-                init_weights=weights,
-                lr0=dc.finetune_lr0,
+                **stage,
             )
         )
 
