@@ -54,17 +54,74 @@ def main(argv: Sequence[str] | None = None) -> int:
             action="store_true",
             help="run just this step (its inputs must exist), e.g. to train models in parallel",
         )
+    rb = sub.add_parser(
+        "robustness",
+        help="score a bundle on shifted validation photos (camera, light, plain tables)",
+    )
+    rb.add_argument("--config", required=True, help="the config whose work_dir holds the split")
+    rb.add_argument("--bundle", help="bundle dir or zip (default: the config's published one)")
+    rb.add_argument("--scenes", type=int, default=30, help="plain-table scenes (0 skips them)")
+    rb.add_argument("--json", dest="json_out", help="also write the rows to this JSON file")
     args = p.parse_args(argv)
     cfg = load_config(args.config)
+    if args.command == "robustness":
+        return _robustness(cfg, args.bundle, args.scenes, args.json_out)
     until = "package" if args.command == "release" else args.command
     command = f"pillsnap-train {args.command} --config {args.config}"
     try:
-        results = run_release(cfg, until=until, force_steps=tuple(args.redo), command=command,
-                              allow_config_change=args.allow_config_change, only=args.only)
+        results = run_release(
+            cfg,
+            until=until,
+            force_steps=tuple(args.redo),
+            command=command,
+            allow_config_change=args.allow_config_change,
+            only=args.only,
+        )
     except GateFailure as exc:
         print(f"pillsnap-train: RELEASE BLOCKED: {exc}", file=sys.stderr)
         return 1
     _summary(results)
+    return 0
+
+
+def _robustness(cfg: Any, bundle: str | None, scenes: int, json_out: str | None) -> int:
+    from pathlib import Path
+
+    from pillsnap_sdk import Identifier, PillsnapError
+
+    from .release import Release
+    from .robustness import evaluate_robustness, format_table
+
+    if scenes < 0:
+        print("pillsnap-train: --scenes must be >= 0", file=sys.stderr)
+        return 2
+    rel = Release(cfg, command="pillsnap-train robustness", read_only=True)
+    if rel.done("ingest") is None:
+        print(
+            f"pillsnap-train: no ingested data in {rel.work}: run `ingest` first", file=sys.stderr
+        )
+        return 2
+    path = Path(bundle) if bundle else Path(cfg.output_dir) / cfg.name
+    try:
+        idf = Identifier.from_bundle(path)
+    except PillsnapError as exc:
+        print(f"pillsnap-train: {exc}", file=sys.stderr)
+        return 2
+    val = rel.gt_images("val")
+    rows = evaluate_robustness(
+        idf,
+        val,
+        plain_table=scenes,
+        seed=cfg.seed + 1234,
+        progress=lambda name: print(f"[robustness] {name}", file=sys.stderr),
+    )
+    ref = f"{idf.manifest.name}@{idf.manifest.version}"
+    print(f"## Robustness of {ref} (validation split of {cfg.work_dir})\n")
+    print(format_table(rows))
+    if json_out:
+        Path(json_out).write_text(
+            json.dumps({"bundle": ref, "rows": [r.as_dict() for r in rows]}, indent=2) + "\n"
+        )
     return 0
 
 

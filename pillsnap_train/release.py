@@ -68,15 +68,23 @@ class Release:
     """State of one release run over ``cfg.work_dir``."""
 
     def __init__(
-        self, cfg: ReleaseConfig, *, allow_config_change: bool = False, command: str = ""
+        self,
+        cfg: ReleaseConfig,
+        *,
+        allow_config_change: bool = False,
+        command: str = "",
+        read_only: bool = False,
     ) -> None:
+        """``read_only`` opens an existing work_dir to read its data (e.g. the validation
+        split for an evaluation) without checking or rewriting its config marker."""
         self.cfg = cfg
         self.work = Path(cfg.work_dir)
         self.allow_config_change = allow_config_change
         self.command = command or "pillsnap-train release --config CONFIG"
         self.steps_dir = self.work / "steps"
-        self.steps_dir.mkdir(parents=True, exist_ok=True)
-        self._check_config()
+        if not read_only:
+            self.steps_dir.mkdir(parents=True, exist_ok=True)
+            self._check_config()
         self._records: list[BoxRecord] | None = None
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -220,6 +228,7 @@ class Release:
             self._det_items("val"),
             synth_scenes=dc.synth_scenes,
             seed=self.cfg.seed,
+            photometric_fraction=dc.photometric_fraction,
         )
         best = self._detector_stage(yaml_path, "train", dc.epochs)
         if dc.finetune_epochs > 0:  # low-lr second stage from the first stage's weights
@@ -457,7 +466,8 @@ class Release:
         return {"variants": reports}
 
     # -- package + end-to-end checks -----------------------------------------------------------
-    def _gt_images(self, split: str) -> list[GroundTruthImage]:
+    def gt_images(self, split: str) -> list[GroundTruthImage]:
+        """Every photo of ``split`` with its boxes and class codes (needs ``ingest`` done)."""
         out = []
         for path, boxes in sorted(group_by_image(self.split(split)).items()):
             out.append(
@@ -635,7 +645,7 @@ class Release:
         from .classifier.train import load_trained
 
         idf = Identifier.from_bundle(bundle)
-        val = self._gt_images("val")
+        val = self.gt_images("val")
         onnx_score = score_pipeline(lambda p: idf.identify(p), val)
         model, _ = load_trained(Path(self.done_info("train-classifier")["best"]))
         x, _ = self._crop_batches("val")
@@ -664,7 +674,7 @@ class Release:
         spec = self.detector_spec()
         matched = total = 0
         sess = self._ort(Path(self.done_info("export")["detector"]))
-        for gt in self._gt_images("val"):
+        for gt in self.gt_images("val"):
             rgb = load_image(gt.path)
             tensor, _ = preprocess(rgb, spec)
             a = runner.run(None, {"images": tensor[None]})[0]
@@ -681,7 +691,7 @@ class Release:
     def _latency(self, bundle: Path) -> dict[str, Any]:
         from .latency import rows_as_dicts, run_latency_gate
 
-        val = self._gt_images("val") or self._gt_images("train")
+        val = self.gt_images("val") or self.gt_images("train")
         if not val:
             return {"rows": []}
         single = min(val, key=lambda g: len(g.codes))

@@ -86,6 +86,7 @@ class SampleDataset(Dataset[tuple[torch.Tensor, int]]):
         if not self.train:
             return torch.from_numpy(eval_tensor(self.cache, s, self.spec, self.margin)), s.label
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        crop = augment_crop(self.cache.get(s.image_path), s.box, self.margin, rng,
-                            strength=self.aug_strength)
+        crop = augment_crop(
+            self.cache.get(s.image_path), s.box, self.margin, rng, strength=self.aug_strength
+        )
         return torch.from_numpy(preprocess(crop, self.spec)[0]), s.label

@@ -37,8 +37,10 @@ def lite0_imagenet_state_dict() -> OrderedDict[str, torch.Tensor]:
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for (src_key, tensor), (dst_key, want) in zip(src.items(), ref.items(), strict=True):
         if tuple(tensor.shape) != tuple(want.shape):
-            raise RuntimeError(f"lite0 weights: {src_key} {tuple(tensor.shape)} cannot map "
-                               f"onto {dst_key} {tuple(want.shape)}")
+            raise RuntimeError(
+                f"lite0 weights: {src_key} {tuple(tensor.shape)} cannot map "
+                f"onto {dst_key} {tuple(want.shape)}"
+            )
         out[dst_key] = tensor
     return out
 
@@ -75,8 +77,7 @@ def create_classifier(
     name: str, num_classes: int, *, pretrained: bool = True, drop_rate: float = 0.2
 ) -> nn.Module:
     """Build a timm classifier; load ImageNet weights (all but the head) when available."""
-    model = timm.create_model(name, pretrained=False, num_classes=num_classes,
-                              drop_rate=drop_rate)
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
     info = backbone_info(name)
     if pretrained:
         if info.imagenet is None:

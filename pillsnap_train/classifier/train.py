@@ -71,8 +71,14 @@ class ClassifierConfig(BaseModel):
 def classifier_spec(cfg: ClassifierConfig) -> PreprocessSpec:
     """The classifier's preprocessing: the single source for training, export and serving."""
     info = backbone_info(cfg.backbone)
-    return PreprocessSpec(resize="letterbox", size=(cfg.img_size, cfg.img_size),
-                          interpolation="area", mean=info.mean, std=info.std, pad_value=0)
+    return PreprocessSpec(
+        resize="letterbox",
+        size=(cfg.img_size, cfg.img_size),
+        interpolation="area",
+        mean=info.mean,
+        std=info.std,
+        pad_value=0,
+    )
 
 
 @dataclass
@@ -136,8 +142,12 @@ def evaluate(model: nn.Module, loader: DataLoader[Any]) -> dict[str, float]:
         correct1 += int((top[:, 0] == y).sum())
         correct5 += int((top == y[:, None]).any(dim=1).sum())
         n += len(y)
-    return {"top1": correct1 / max(n, 1), "top5": correct5 / max(n, 1),
-            "loss": loss_sum / max(n, 1), "n": float(n)}
+    return {
+        "top1": correct1 / max(n, 1),
+        "top5": correct5 / max(n, 1),
+        "loss": loss_sum / max(n, 1),
+        "n": float(n),
+    }
 
 
 def train_classifier(
@@ -161,12 +171,25 @@ def train_classifier(
     _seed_all(cfg.seed)
     spec = classifier_spec(cfg)
     cache = ImageCache()
-    train_ds = SampleDataset(train, spec, cfg.crop_margin, train=True, seed=cfg.seed,
-                             cache=cache, aug_strength=cfg.aug_strength)
+    train_ds = SampleDataset(
+        train,
+        spec,
+        cfg.crop_margin,
+        train=True,
+        seed=cfg.seed,
+        cache=cache,
+        aug_strength=cfg.aug_strength,
+    )
     val_ds = SampleDataset(val, spec, cfg.crop_margin, train=False, cache=cache)
     gen = torch.Generator().manual_seed(cfg.seed)
-    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                          num_workers=cfg.num_workers, drop_last=len(train_ds) > cfg.batch_size)
+    train_dl = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        generator=gen,
+        num_workers=cfg.num_workers,
+        drop_last=len(train_ds) > cfg.batch_size,
+    )
     val_dl = DataLoader(val_ds, batch_size=cfg.batch_size * 2, num_workers=cfg.num_workers)
 
     model = create_classifier(cfg.backbone, num_classes, pretrained=cfg.pretrained)
@@ -195,8 +218,12 @@ def train_classifier(
         train_ds.epoch = epoch
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        bar = tqdm(train_dl, desc=f"classifier epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            train_dl,
+            desc=f"classifier epoch {epoch + 1}/{cfg.epochs}",
+            disable=not progress,
+            leave=False,
+        )
         for x, y in bar:
             loss = crit(model(x), y)
             opt.zero_grad(set_to_none=True)
@@ -207,25 +234,51 @@ def train_classifier(
             loss_sum += loss.item() * len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         metrics = evaluate(model, val_dl) if len(val_ds) else {"top1": 0.0, "top5": 0.0}
-        row = {"epoch": float(epoch + 1), "train_loss": loss_sum / max(seen, 1),
-               "val_top1": metrics["top1"], "val_top5": metrics["top5"],
-               "seconds": time.perf_counter() - t0}
+        row = {
+            "epoch": float(epoch + 1),
+            "train_loss": loss_sum / max(seen, 1),
+            "val_top1": metrics["top1"],
+            "val_top5": metrics["top5"],
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         if progress:
-            print(f"classifier epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.3f} "
-                  f"val top1 {row['val_top1']:.3f} top5 {row['val_top5']:.3f} "
-                  f"({row['seconds']:.0f}s)", flush=True)
+            print(
+                f"classifier epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.3f} "
+                f"val top1 {row['val_top1']:.3f} top5 {row['val_top5']:.3f} "
+                f"({row['seconds']:.0f}s)",
+                flush=True,
+            )
         if metrics["top1"] > best_top1 or not best.is_file():
             best_top1 = metrics["top1"]
-            torch.save({"model": model.state_dict(), "num_classes": num_classes,
-                        "config": cfg.model_dump(), "epoch": epoch + 1}, best)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "epoch": epoch, "best_top1": best_top1,
-                    "history": history, "generator": gen.get_state()}, last)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "num_classes": num_classes,
+                    "config": cfg.model_dump(),
+                    "epoch": epoch + 1,
+                },
+                best,
+            )
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch,
+                "best_top1": best_top1,
+                "history": history,
+                "generator": gen.get_state(),
+            },
+            last,
+        )
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
     result = TrainResult(best, last, best_top1, history)
-    (out_dir / "result.json").write_text(json.dumps({**asdict(result),
-        "best_checkpoint": str(best), "last_checkpoint": str(last)}, indent=2))
+    (out_dir / "result.json").write_text(
+        json.dumps(
+            {**asdict(result), "best_checkpoint": str(best), "last_checkpoint": str(last)}, indent=2
+        )
+    )
     return result
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "SynthConfig",
     "extract_backgrounds",
     "extract_cutouts",
+    "photometric_jitter",
     "segment_pill",
     "synthesize_scene",
     "write_synthetic_yolo",
@@ -139,16 +140,16 @@ class SynthConfig(BaseModel):
     brightness: float = Field(0.2, ge=0, le=1)
     contrast: float = Field(0.25, ge=0, le=1)
     saturation: float = Field(0.3, ge=0, le=1)
-    temperature: float = Field(0.12, ge=0, le=0.5, description="R/B gain shift (white balance)")
+    temperature: float = Field(0.25, ge=0, le=0.5, description="R/B gain shift (white balance)")
     gamma: tuple[float, float] = Field((0.75, 1.35))
     blur_prob: float = Field(0.3, ge=0, le=1)
     blur_sigma: float = Field(1.4, ge=0)
     motion_blur_prob: float = Field(0.15, ge=0, le=1)
     motion_blur_max: int = Field(9, ge=1, description="max motion-blur kernel length (px)")
     noise_prob: float = Field(0.5, ge=0, le=1)
-    noise_sigma: float = Field(7.0, ge=0, description="max gaussian noise sigma (0-255 units)")
+    noise_sigma: float = Field(12.0, ge=0, description="max gaussian noise sigma (0-255 units)")
     jpeg_prob: float = Field(0.7, ge=0, le=1)
-    jpeg_quality: tuple[int, int] = Field((35, 95))
+    jpeg_quality: tuple[int, int] = Field((20, 95))
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SynthConfig:
@@ -818,6 +819,19 @@ def _photometric(rng: np.random.Generator, img: F32, cfg: SynthConfig) -> U8:
             if dec is not None:
                 out = np.asarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB), np.uint8)
     return np.ascontiguousarray(out)
+
+
+def photometric_jitter(rgb: U8, rng: np.random.Generator, cfg: SynthConfig | None = None) -> U8:
+    """A real photo under another camera and light: the scenes' whole-image photometric aug
+    (white balance, saturation, contrast, brightness, gamma, blur, noise, JPEG) on its own.
+
+    Pixels move, geometry does not, so the photo's labels stay valid.
+    """
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 uint8 RGB array, got {arr.dtype} {arr.shape}")
+    img = (arr.astype(np.float32) / 255.0).astype(np.float32)
+    return _photometric(rng, img, cfg or SynthConfig())
 
 
 def _place_pill(

@@ -21,9 +21,12 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
+import cv2
+import numpy as np
 import yaml
 
 from pillsnap_train.data.records import read_image_header
@@ -31,6 +34,7 @@ from pillsnap_train.data.synth import (
     SynthConfig,
     extract_backgrounds,
     extract_cutouts,
+    photometric_jitter,
     write_synthetic_yolo,
 )
 
@@ -69,13 +73,38 @@ def _place_image(src: Path, dst: Path, copy: bool) -> None:
     shutil.copy2(src, dst)
 
 
-def _write_split(root: Path, split: str, items: Sequence[DetItem], copy: bool) -> tuple[int, int]:
+@dataclass(frozen=True)
+class _Jitter:
+    """Which train photos get a photometric shift, decided per photo from ``(seed, index)``."""
+
+    fraction: float
+    cfg: SynthConfig
+    seed: int
+
+    def rng(self, index: int) -> np.random.Generator | None:
+        rng = np.random.default_rng([self.seed, 7919, index])
+        return rng if rng.random() < self.fraction else None
+
+
+def _write_jittered(src: Path, dst: Path, rng: np.random.Generator, cfg: SynthConfig) -> None:
+    bgr = cv2.imread(os.fspath(src), cv2.IMREAD_COLOR)  # EXIF-upright, as the labels are
+    if bgr is None:
+        raise ValueError(f"cannot decode {src}")
+    rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8)
+    out = cv2.cvtColor(photometric_jitter(rgb, rng, cfg), cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(os.fspath(dst), out, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+        raise OSError(f"could not write {dst}")
+
+
+def _write_split(
+    root: Path, split: str, items: Sequence[DetItem], copy: bool, jitter: _Jitter | None = None
+) -> tuple[int, int]:
     img_dir, lab_dir = root / split / "images", root / split / "labels"
     img_dir.mkdir(parents=True, exist_ok=True)
     lab_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     n_boxes = 0
-    for path, boxes in items:
+    for index, (path, boxes) in enumerate(items):
         src = Path(path).resolve()
         header = read_image_header(src, decode=False)
         # Unique stem: photos from different folders may share a file name.
@@ -84,7 +113,11 @@ def _write_split(root: Path, split: str, items: Sequence[DetItem], copy: bool) -
         while stem.lower() in used:
             stem, k = f"{base}__{k}", k + 1
         used.add(stem.lower())
-        _place_image(src, img_dir / f"{stem}{src.suffix.lower()}", copy)
+        rng = jitter.rng(index) if jitter is not None else None
+        if rng is not None and jitter is not None:
+            _write_jittered(src, img_dir / f"{stem}.jpg", rng, jitter.cfg)
+        else:
+            _place_image(src, img_dir / f"{stem}{src.suffix.lower()}", copy)
         lines = _label_lines(boxes, header.width, header.height)
         n_boxes += len(lines)
         (lab_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
@@ -102,6 +135,7 @@ def build_detector_dataset(
     cache_dir: str | os.PathLike[str] | None = None,
     real_backgrounds: bool = True,
     copy: bool = False,
+    photometric_fraction: float = 0.0,
 ) -> Path:
     """Write an Ultralytics detection dataset and return the path of its ``data.yaml``.
 
@@ -112,7 +146,14 @@ def build_detector_dataset(
     deleted). Images are symlinked unless ``copy``. Raises ``ValueError`` if the splits
     share an image, if val is empty (Ultralytics needs it) or if an existing build is in
     the way (delete ``out_dir`` first: mixing two builds would silently mix their labels).
+
+    ``photometric_fraction`` of the real train photos (drawn per photo from ``seed``) are
+    written as JPEGs shifted by :func:`~pillsnap_train.data.synth.photometric_jitter`
+    (``synth_cfg``'s ranges) instead of linked: other cameras and lamps at no extra
+    training cost. Validation photos are never touched.
     """
+    if not 0.0 <= photometric_fraction <= 1.0:
+        raise ValueError(f"photometric_fraction must be in [0, 1], got {photometric_fraction}")
     root = Path(out_dir).resolve()
     if not val_items:
         raise ValueError("val_items is empty: Ultralytics needs a validation split")
@@ -125,7 +166,10 @@ def build_detector_dataset(
             raise ValueError(f"{root / split} exists: remove {root} before rebuilding")
     root.mkdir(parents=True, exist_ok=True)
 
-    n_train, b_train = _write_split(root, "train", train_items, copy)
+    cfg = synth_cfg or SynthConfig()
+    jitter = _Jitter(photometric_fraction, cfg, seed) if photometric_fraction > 0 else None
+    n_train, b_train = _write_split(root, "train", train_items, copy, jitter)
+    n_jittered = sum(jitter.rng(i) is not None for i in range(len(train_items))) if jitter else 0
     n_val, b_val = _write_split(root, "val", val_items, copy)
 
     synth_info: dict[str, Any] = {"scenes": 0}
@@ -135,7 +179,6 @@ def build_detector_dataset(
         if not cutouts:
             raise ValueError("synth_scenes > 0 but the train items gave no usable pill cut-outs")
         backgrounds = extract_backgrounds(list(train_items), cache) if real_backgrounds else []
-        cfg = synth_cfg or SynthConfig()
         write_synthetic_yolo(
             root / "train", cutouts, synth_scenes, cfg, seed, backgrounds=backgrounds
         )
@@ -160,6 +203,7 @@ def build_detector_dataset(
     info = {
         "train_images": n_train,
         "train_boxes": b_train,
+        "train_photometric_shifted": n_jittered,
         "val_images": n_val,
         "val_boxes": b_val,
         "synthetic": synth_info,
