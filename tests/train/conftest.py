@@ -56,6 +56,7 @@ TINY_DETECTOR: dict[str, Any] = {
     "batch": 8,
     "workers": 0,
     "finetune_epochs": 1,  # exercises the second, low-lr stage
+    "photometric_fraction": 0.5,  # and the camera-shifted copies of real train photos
 }
 CREDITS = [
     {
@@ -199,8 +200,10 @@ def release_config(
             "threads": 1,
         },
         "detector": TINY_DETECTOR if detector else {"enabled": False},
-        "export": {"variants": ["fp16", "int8"] if variants is None else variants,
-                   "int8_calibration_crops": 32},
+        "export": {
+            "variants": ["fp16", "int8"] if variants is None else variants,
+            "int8_calibration_crops": 32,
+        },
         "gates": {"min_val_top1": 0.5},
         "limitations": ["Synthetic test data: the numbers mean nothing about real pills."],
     }
@@ -299,6 +302,14 @@ def release_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseRun
     seconds = time.perf_counter() - t
     print(f"release run: rc={rc} in {seconds:.1f} s\n{out.getvalue()[-3000:]}")
     yield ReleaseRun(
-        root, cfg_path, cfg, aihub, yolo, rc, seconds, out.getvalue(), err.getvalue(),
+        root,
+        cfg_path,
+        cfg,
+        aihub,
+        yolo,
+        rc,
+        seconds,
+        out.getvalue(),
+        err.getvalue(),
         guard.attempts,
     )

@@ -192,8 +192,13 @@ def test_detector_threshold_perfect_predictions_give_ap_one() -> None:
         scores = rng.uniform(0.5, 1.0, 3).astype(np.float32)
         # Plus low-scored false positives far away: ranked last, they cannot hurt AP.
         fp = np.array([[2000, 2000, 2040, 2040]], np.float32)
-        per_image.append((np.concatenate([truth, fp]),
-                          np.concatenate([scores, np.array([0.1], np.float32)]), truth))
+        per_image.append(
+            (
+                np.concatenate([truth, fp]),
+                np.concatenate([scores, np.array([0.1], np.float32)]),
+                truth,
+            )
+        )
     res = choose_detector_threshold(per_image)
     assert res.ap50 == pytest.approx(1.0)
     assert (res.f1, res.precision, res.recall) == pytest.approx((1.0, 1.0, 1.0))
@@ -212,10 +217,16 @@ def test_detector_threshold_f1_and_ap_bookkeeping() -> None:
     AP (all-point) = 1/3 * 1 + 1/3 * 2/3 = 5/9
     """
     t = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32)
-    img1 = (np.array([[0, 0, 10, 10], [100, 100, 110, 110]], np.float32),
-            np.array([0.9, 0.8], np.float32), t[:2])
-    img2 = (np.array([[40, 0, 50, 10], [200, 0, 210, 10]], np.float32),
-            np.array([0.7, 0.6], np.float32), t[2:])
+    img1 = (
+        np.array([[0, 0, 10, 10], [100, 100, 110, 110]], np.float32),
+        np.array([0.9, 0.8], np.float32),
+        t[:2],
+    )
+    img2 = (
+        np.array([[40, 0, 50, 10], [200, 0, 210, 10]], np.float32),
+        np.array([0.7, 0.6], np.float32),
+        t[2:],
+    )
     res = choose_detector_threshold([img1, img2])
     assert 0.6 < res.threshold <= 0.7
     assert res.precision == pytest.approx(2 / 3)
@@ -226,10 +237,16 @@ def test_detector_threshold_f1_and_ap_bookkeeping() -> None:
 
 def _knife_edge_case() -> list[tuple[F32, F32, F32]]:
     t = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32)
-    img1 = (np.array([[0, 0, 10, 10], [100, 100, 110, 110]], np.float32),
-            np.array([0.9, 0.8], np.float32), t[:2])
-    img2 = (np.array([[40, 0, 50, 10], [200, 0, 210, 10]], np.float32),
-            np.array([0.7, 0.6], np.float32), t[2:])
+    img1 = (
+        np.array([[0, 0, 10, 10], [100, 100, 110, 110]], np.float32),
+        np.array([0.9, 0.8], np.float32),
+        t[:2],
+    )
+    img2 = (
+        np.array([[40, 0, 50, 10], [200, 0, 210, 10]], np.float32),
+        np.array([0.7, 0.6], np.float32),
+        t[2:],
+    )
     return [img1, img2]
 
 

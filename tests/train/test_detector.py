@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import socket
 import subprocess
 import time
@@ -180,6 +181,40 @@ def test_dataset_file_names_never_collide(tmp_path: Path) -> None:
         "synth_000000.jpg",
     ]
     assert len(list((train.parent / "labels").glob("*.txt"))) == 4
+
+
+def test_photometric_fraction_rewrites_train_photos_only(tmp_path: Path) -> None:
+    items = _write_photos(tmp_path / "photos", 5)
+    plain = build_detector_dataset(tmp_path / "a", items[:4], items[4:])
+    shifted = build_detector_dataset(
+        tmp_path / "b", items[:4], items[4:], photometric_fraction=1.0, seed=3
+    )
+    half = build_detector_dataset(
+        tmp_path / "c", items[:4], items[4:], photometric_fraction=0.5, seed=3
+    )
+    a, b = plain.parent / "train", shifted.parent / "train"
+    # Every train photo is a new JPEG with the same size and the very same labels.
+    assert sorted(p.name for p in (b / "images").iterdir()) == [f"photo_{i}.jpg" for i in range(4)]
+    for i in range(4):
+        new = cv2.imread(str(b / "images" / f"photo_{i}.jpg"))
+        old = cv2.imread(str(a / "images" / f"photo_{i}.png"))
+        assert not (b / "images" / f"photo_{i}.jpg").is_symlink()
+        assert new.shape == old.shape and np.abs(new.astype(int) - old.astype(int)).mean() > 1
+        assert (b / "labels" / f"photo_{i}.txt").read_text() == (
+            a / "labels" / f"photo_{i}.txt"
+        ).read_text()
+    # Validation is never shifted.
+    assert (shifted.parent / "val" / "images" / "photo_4.png").is_symlink()
+    info = json.loads((shifted.parent / "dataset_info.json").read_text())
+    assert info["train_photometric_shifted"] == 4
+    n_half = json.loads((half.parent / "dataset_info.json").read_text())
+    assert 0 <= n_half["train_photometric_shifted"] <= 4
+    assert (
+        len(list((half.parent / "train" / "images").glob("*.jpg")))
+        == n_half["train_photometric_shifted"]
+    )
+    with pytest.raises(ValueError, match="photometric_fraction"):
+        build_detector_dataset(tmp_path / "d", items[:4], items[4:], photometric_fraction=1.5)
 
 
 def test_dataset_refuses_leaks_and_overwrites(tmp_path: Path) -> None:

@@ -172,8 +172,7 @@ def test_variant_that_loses_accuracy_is_not_released(
     fp32 = gate_work.onnx_path
     bad = _roll_classes(fp32, tmp_path / "classifier_int8.onnx", gate_work.n_classes)
     x = val_batches[0][0]
-    rep = gate_variant("int8", bad, fp32, "input", val_batches, x[:8], rounds=2,
-                       max_top1_drop=0.01)
+    rep = gate_variant("int8", bad, fp32, "input", val_batches, x[:8], rounds=2, max_top1_drop=0.01)
     assert rep.released is False
     assert rep.top1_drop > 0.5
     assert "top-1 drops" in rep.reason
@@ -185,8 +184,9 @@ def test_variant_that_keeps_accuracy_and_is_smaller_is_released(
     fp32 = gate_work.onnx_path
     half = make_fp16(fp32, tmp_path / "classifier_fp16.onnx")
     x = val_batches[0][0]
-    rep = gate_variant("fp16", half, fp32, "input", val_batches, x[:8], rounds=2,
-                       max_top1_drop=0.01)
+    rep = gate_variant(
+        "fp16", half, fp32, "input", val_batches, x[:8], rounds=2, max_top1_drop=0.01
+    )
     assert rep.released is True, rep.reason
     assert rep.top1_drop <= 0.01
     assert rep.size_ratio < 0.6
@@ -201,10 +201,12 @@ def test_variant_gate_decides_on_the_measured_drop(gate_work: GateWork, tmp_path
     def scores(var_top1: float) -> Any:
         return lambda p: 0.90 if p == fp32 else var_top1
 
-    ok = gate_variant("fp16", half, fp32, "input", [], batch, rounds=1, max_top1_drop=0.01,
-                      evaluate=scores(0.895))
-    bad = gate_variant("fp16", half, fp32, "input", [], batch, rounds=1, max_top1_drop=0.01,
-                       evaluate=scores(0.88))
+    ok = gate_variant(
+        "fp16", half, fp32, "input", [], batch, rounds=1, max_top1_drop=0.01, evaluate=scores(0.895)
+    )
+    bad = gate_variant(
+        "fp16", half, fp32, "input", [], batch, rounds=1, max_top1_drop=0.01, evaluate=scores(0.88)
+    )
     assert ok.released and ok.top1_drop == pytest.approx(0.005)
     assert not bad.released and "2.00 points" in bad.reason
 
@@ -215,14 +217,22 @@ def test_variant_gate_decides_on_the_measured_drop(gate_work: GateWork, tmp_path
 def test_resume_skips_finished_steps(
     gate_work: GateWork, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    markers = {s: (gate_work.work / "steps" / f"{s}.json").read_text()
-               for s in STEPS[: STEPS.index("variants") + 1]}
+    markers = {
+        s: (gate_work.work / "steps" / f"{s}.json").read_text()
+        for s in STEPS[: STEPS.index("variants") + 1]
+    }
 
     def must_not_run(self: Release) -> dict[str, Any]:
         raise AssertionError("a finished step ran again")
 
-    for method in ("ingest", "train_classifier", "train_detector", "export", "calibrate",
-                   "variants"):
+    for method in (
+        "ingest",
+        "train_classifier",
+        "train_detector",
+        "export",
+        "calibrate",
+        "variants",
+    ):
         monkeypatch.setattr(Release, method, must_not_run)
     results = run_release(gate_work.cfg, until="variants")
     assert list(results) == list(markers)

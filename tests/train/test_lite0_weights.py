@@ -115,9 +115,7 @@ def test_mapped_timm_model_matches_the_reference(
     assert torch.equal(got.argmax(1), want.argmax(1))
 
 
-def test_symmetric_padding_would_not_match(
-    reference: Any, mapped: dict[str, torch.Tensor]
-) -> None:
+def test_symmetric_padding_would_not_match(reference: Any, mapped: dict[str, torch.Tensor]) -> None:
     """Control: the same weights in timm's PyTorch-padded variant give other logits."""
     sym = _timm().create_model("efficientnet_lite0", pretrained=False)
     sym.load_state_dict(mapped, strict=True)

@@ -63,14 +63,28 @@ def val_photos(run: ReleaseRun) -> dict[str, list[str]]:
 
 def test_release_ran_every_step_without_network(run: ReleaseRun) -> None:
     assert run.network_attempts == []
-    for step in ("ingest", "train-classifier", "train-detector", "export", "calibrate",
-                 "variants", "package"):
+    for step in (
+        "ingest",
+        "train-classifier",
+        "train-detector",
+        "export",
+        "calibrate",
+        "variants",
+        "package",
+    ):
         assert (run.work / "steps" / f"{step}.json").is_file(), step
     assert "== summary ==" in run.stdout
     assert "gate classifier parity" in run.stdout
     print(f"pillsnap-train release took {run.seconds:.1f} s:")
-    for step in ("ingest", "train-classifier", "train-detector", "export", "calibrate",
-                 "variants", "package"):
+    for step in (
+        "ingest",
+        "train-classifier",
+        "train-detector",
+        "export",
+        "calibrate",
+        "variants",
+        "package",
+    ):
         print(f"  {step:<17} {run.step(step)['seconds']:>6} s")
 
 
@@ -83,8 +97,9 @@ def test_ingest_read_both_sources_and_reported_planted_defects(run: ReleaseRun) 
     assert ingest["skipped"] >= 4, ingest["skipped_counts"]
 
 
-def test_bundle_verifies_as_directory_and_zip(bundle_dir: Path, zip_path: Path,
-                                             run: ReleaseRun) -> None:
+def test_bundle_verifies_as_directory_and_zip(
+    bundle_dir: Path, zip_path: Path, run: ReleaseRun
+) -> None:
     assert bundle_dir == run.out / run.config["name"]
     a, b = load_bundle(bundle_dir), load_bundle(zip_path)
     assert a.manifest == b.manifest
@@ -179,11 +194,11 @@ def test_model_card_has_credits_and_measured_numbers(
     assert "fp16" in card and "int8" in card
 
 
-def _check_result(res: IdentifyResult, labels: dict[str, dict[str, Any]],
-                  run: ReleaseRun) -> PillResult:
+def _check_result(
+    res: IdentifyResult, labels: dict[str, dict[str, Any]], run: ReleaseRun
+) -> PillResult:
     assert isinstance(res, IdentifyResult)
-    assert (res.bundle.name, res.bundle.version) == (run.config["name"],
-                                                     run.config["version"])
+    assert (res.bundle.name, res.bundle.version) == (run.config["name"], run.config["version"])
     assert res.pills, "no pill reported"
     for pill in res.pills:
         assert isinstance(pill, PillResult)
@@ -247,6 +262,11 @@ def test_detector_is_trained_exported_calibrated_and_packaged(
     assert det["enabled"] is True and Path(det["best"]).is_file()
     # The second (fine-tune) stage ran and its weights are the ones exported.
     assert Path(det["best"]).parts[-3] == "finetune"
+    # photometric_fraction 0.5: some real train photos went in camera-shifted, none of val.
+    ds = run.work / "detector" / "dataset"
+    info = json.loads((ds / "dataset_info.json").read_text())
+    assert 0 < info["train_photometric_shifted"] <= info["train_images"]
+    assert all(p.is_symlink() for p in (ds / "val" / "images").iterdir())
     assert "detector" in run.step("export")
     bundle = load_bundle(bundle_dir)
     assert bundle.manifest.detector is not None

@@ -14,6 +14,7 @@ from pillsnap_train.data.synth import (
     SynthConfig,
     extract_backgrounds,
     extract_cutouts,
+    photometric_jitter,
     segment_pill,
     synthesize_scene,
     write_synthetic_yolo,
@@ -215,3 +216,27 @@ def test_config_validation() -> None:
         SynthConfig(background_weights={"marble": 1.0})
     with pytest.raises(ValueError):
         synthesize_scene([], np.random.default_rng(0))
+
+
+def test_photometric_jitter_shifts_colour_but_not_geometry() -> None:
+    img, _ = _photo(0)
+    outs = [photometric_jitter(img, np.random.default_rng([5, i])) for i in range(40)]
+    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
+    assert np.array_equal(outs[0], photometric_jitter(img, np.random.default_rng([5, 0])))
+    # White balance: the table's R/B ratio must swing well past a mild +-8 % cast, both ways
+    # (the robustness check's warm/cool shifts are +-25 %).
+    ratio = np.array([o[..., 0].mean() / max(o[..., 2].mean(), 1.0) for o in outs])
+    base = img[..., 0].mean() / img[..., 2].mean()
+    assert ratio.max() > 1.2 * base and ratio.min() < base / 1.2
+    # Off: no photometric change at all is impossible by construction, but the geometry holds:
+    # the pill (saturated red) stays where it was.
+    red = (img[..., 0].astype(int) - img[..., 2].astype(int)) > 100
+    for o in outs[:5]:
+        assert (o[..., 0].astype(int) - o[..., 2].astype(int))[red].mean() > 40
+
+
+def test_photometric_jitter_rejects_non_rgb() -> None:
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        photometric_jitter(np.zeros((8, 8), np.uint8), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        photometric_jitter(np.zeros((8, 8, 3), np.float32), np.random.default_rng(0))
