@@ -117,7 +117,7 @@ def _robustness(cfg: Any, bundle: str | None, scenes: int, json_out: str | None)
     )
     ref = f"{idf.manifest.name}@{idf.manifest.version}"
     print(f"## Robustness of {ref} (validation split of {cfg.work_dir})\n")
-    print(format_table(rows))
+    print(format_table([r.as_dict() for r in rows]))
     if json_out:
         Path(json_out).write_text(
             json.dumps({"bundle": ref, "rows": [r.as_dict() for r in rows]}, indent=2) + "\n"

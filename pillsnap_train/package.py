@@ -89,6 +89,21 @@ def render_model_card(report: dict[str, Any]) -> str:
     ]
     for row in cls.get("per_class", []):
         lines.append(f"| {row['name']} | {row['code']} | {_pct(row['top1'])} | {row['n']} |")
+    rob = r.get("robustness", [])
+    if rob:
+        from .robustness import format_table
+
+        lines += [
+            "",
+            "## Robustness (validation photos under camera and table shifts)",
+            "",
+            "Not a gate: how far each single change of camera or light moves the end-to-end",
+            "accuracy, and pills of the validation photos laid out on plain light tables",
+            "(synthetic, a proxy for set-ups absent from the data). "
+            "Re-run: `pillsnap-train robustness --config CONFIG`.",
+            "",
+            format_table(rob),
+        ]
     unk = cal.get("unknown", {})
     lines += [
         "",

@@ -54,6 +54,8 @@ STEPS = (
     "variants",
     "package",
 )
+#: Synthetic plain-table scenes in the release report's robustness rows (~1 s each on CPU).
+ROBUSTNESS_SCENES = 30
 
 
 class GateFailure(RuntimeError):
@@ -641,12 +643,20 @@ class Release:
         }
 
     def _checks(self, bundle: Path, labels: LabelsFile) -> dict[str, Any]:
-        """SDK end-to-end accuracy, torch-vs-ONNX parity (classifier, detector, pipeline)."""
+        """SDK end-to-end accuracy, robustness to camera/table shifts (informative, no gate),
+        torch-vs-ONNX parity (classifier, detector, pipeline)."""
         from .classifier.train import load_trained
+        from .robustness import evaluate_robustness
 
         idf = Identifier.from_bundle(bundle)
         val = self.gt_images("val")
         onnx_score = score_pipeline(lambda p: idf.identify(p), val)
+        robustness = [
+            r.as_dict()
+            for r in evaluate_robustness(
+                idf, val, plain_table=ROBUSTNESS_SCENES, seed=self.cfg.seed + 1234
+            )
+        ]
         model, _ = load_trained(Path(self.done_info("train-classifier")["best"]))
         x, _ = self._crop_batches("val")
         torch_logits = _torch_logits(model, x)
@@ -665,7 +675,12 @@ class Release:
             "delta": abs(onnx_score.accuracy - torch_score.accuracy),
         }
         latency = self._latency(bundle)
-        return {"end_to_end": onnx_score.as_dict(), "parity": parity, "latency": latency}
+        return {
+            "end_to_end": onnx_score.as_dict(),
+            "robustness": robustness,
+            "parity": parity,
+            "latency": latency,
+        }
 
     def _detector_parity(self, module: Any, idf: Identifier) -> dict[str, Any]:
         from .evaluate import TorchRunner

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -259,20 +259,21 @@ def evaluate_robustness(
     return rows
 
 
-def format_table(rows: Sequence[RobustnessRow]) -> str:
-    """A Markdown table: one row per condition, accuracy change against ``none``."""
-    base = next((r.score.accuracy for r in rows if r.condition == "none"), math.nan)
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table of :meth:`RobustnessRow.as_dict` rows, with the change against
+    ``none``; used by the CLI and the model card alike."""
+    base = next((r["end_to_end_accuracy"] for r in rows if r["condition"] == "none"), math.nan)
     lines = [
         "| condition | images | pills | end-to-end | vs none (pt) | recall | unknown "
         "| false pos. | what |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        s = r.score
-        delta = "" if r.condition == "none" else f"{100 * (s.accuracy - base):+.1f}"
+        acc = r["end_to_end_accuracy"]
+        delta = "" if r["condition"] == "none" else f"{100 * (acc - base):+.1f}"
         lines.append(
-            f"| {r.condition} | {r.n_images} | {s.n_pills} | {100 * s.accuracy:.1f} % | {delta} | "
-            f"{100 * s.recall:.1f} % | {100 * s.unknown_rate:.1f} % | {s.false_positives} | "
-            f"{r.description} |"
+            f"| {r['condition']} | {r['images']} | {r['n_pills']} | {100 * acc:.1f} % | {delta} | "
+            f"{100 * r['pill_recall']:.1f} % | {100 * r['unknown_rate']:.1f} % | "
+            f"{r['false_positives']} | {r['description']} |"
         )
     return "\n".join(lines)

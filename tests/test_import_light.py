@@ -14,20 +14,33 @@ def test_import_pillsnap_sdk_does_not_import_heavy_modules() -> None:
         f"heavy = [m for m in sys.modules if m.split('.')[0] in {HEAVY!r}];"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"heavy modules imported: {out.stdout}"
 
 
 def test_public_api_names() -> None:
     import pillsnap_sdk
 
-    for name in ("Identifier", "IdentifyResult", "PillResult", "Candidate", "BBox",
-                 "PillsnapError", "InvalidImageError", "BundleError", "BundleIntegrityError",
-                 "UnsupportedBundleError", "ProviderUnavailableError"):
+    for name in (
+        "Identifier",
+        "IdentifyResult",
+        "PillResult",
+        "Candidate",
+        "BBox",
+        "PillsnapError",
+        "InvalidImageError",
+        "BundleError",
+        "BundleIntegrityError",
+        "UnsupportedBundleError",
+        "ProviderUnavailableError",
+    ):
         assert hasattr(pillsnap_sdk, name), name
-    errs = [pillsnap_sdk.InvalidImageError, pillsnap_sdk.BundleError,
-            pillsnap_sdk.BundleIntegrityError, pillsnap_sdk.UnsupportedBundleError,
-            pillsnap_sdk.ProviderUnavailableError]
+    errs = [
+        pillsnap_sdk.InvalidImageError,
+        pillsnap_sdk.BundleError,
+        pillsnap_sdk.BundleIntegrityError,
+        pillsnap_sdk.UnsupportedBundleError,
+        pillsnap_sdk.ProviderUnavailableError,
+    ]
     assert all(issubclass(e, pillsnap_sdk.PillsnapError) for e in errs)
     assert issubclass(pillsnap_sdk.BundleIntegrityError, pillsnap_sdk.BundleError)

@@ -31,8 +31,21 @@ def test_identify_table(tiny_bundle: Path, photo: Path, capsys: pytest.CaptureFi
 def test_identify_json_one_object_per_image(
     tiny_bundle: Path, photo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["identify", str(photo), str(photo), "--bundle", str(tiny_bundle), "--json",
-                 "--top-k", "2"]) == 0
+    assert (
+        main(
+            [
+                "identify",
+                str(photo),
+                str(photo),
+                "--bundle",
+                str(tiny_bundle),
+                "--json",
+                "--top-k",
+                "2",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     obj = json.loads(lines[0])
@@ -52,8 +65,7 @@ def test_identify_bad_image_exit_1(
 
 def test_identify_annotate(tiny_bundle: Path, photo: Path, tmp_path: Path) -> None:
     out = tmp_path / "ann.png"
-    assert main(["identify", str(photo), "--bundle", str(tiny_bundle), "--annotate",
-                 str(out)]) == 0
+    assert main(["identify", str(photo), "--bundle", str(tiny_bundle), "--annotate", str(out)]) == 0
     img = Image.open(out)
     assert img.size == (128, 128)
 
@@ -86,8 +98,12 @@ def test_usage_errors_exit_2(photo: Path) -> None:
 
 
 def test_version_subprocess() -> None:
-    out = subprocess.run([sys.executable, "-m", "pillsnap_sdk.cli", "--version"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pillsnap_sdk.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.startswith("pillsnap 0.")
 
 

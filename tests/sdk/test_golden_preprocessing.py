@@ -23,8 +23,9 @@ from pillsnap_train.classifier.train import ClassifierConfig, classifier_spec
 def _fixtures(tmp: Path) -> list[Path]:
     rng = np.random.default_rng(0)
     out = []
-    for i, (h, w, mode) in enumerate([(480, 640, "RGB"), (333, 97, "L"), (64, 64, "RGBA"),
-                                       (1000, 750, "P"), (50, 400, "I;16")]):
+    for i, (h, w, mode) in enumerate(
+        [(480, 640, "RGB"), (333, 97, "L"), (64, 64, "RGBA"), (1000, 750, "P"), (50, 400, "I;16")]
+    ):
         arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         img = Image.fromarray(arr)
         if mode == "I;16":

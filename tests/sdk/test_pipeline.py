@@ -146,8 +146,15 @@ def test_every_input_kind_gives_the_same_result(idf: Identifier, tmp_path: Path)
     Image.fromarray(arr).save(png)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
-    inputs = [arr, str(png), png, png.read_bytes(), bytearray(buf.getvalue()),
-              Image.fromarray(arr), np.asfortranarray(arr)]
+    inputs = [
+        arr,
+        str(png),
+        png,
+        png.read_bytes(),
+        bytearray(buf.getvalue()),
+        Image.fromarray(arr),
+        np.asfortranarray(arr),
+    ]
     dumps = {idf.identify(x).model_dump_json(exclude={"timings_ms"}) for x in inputs}
     assert len(dumps) == 1
 
@@ -169,8 +176,11 @@ def test_invalid_image_is_typed(idf: Identifier, tmp_path: Path) -> None:
 
 
 def test_identify_batch_matches_identify(idf: Identifier) -> None:
-    imgs = [quadrant_image({0: "red", 3: "blue"}), quadrant_image({2: "green"}),
-            np.zeros((30, 30, 3), np.uint8)]
+    imgs = [
+        quadrant_image({0: "red", 3: "blue"}),
+        quadrant_image({2: "green"}),
+        np.zeros((30, 30, 3), np.uint8),
+    ]
     batch = idf.identify_batch(imgs)
     single = [idf.identify(im) for im in imgs]
     ex = {"timings_ms"}

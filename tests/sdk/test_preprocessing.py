@@ -50,7 +50,8 @@ def test_letterbox_pads_with_pad_value_and_centres() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    src_w=st.integers(8, 3000), src_h=st.integers(8, 3000),
+    src_w=st.integers(8, 3000),
+    src_h=st.integers(8, 3000),
     out=st.sampled_from([(64, 64), (640, 640), (320, 480)]),
     fx=st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
 )
@@ -75,7 +76,7 @@ def test_letterbox_maps_real_pixels() -> None:
     img[100:200, 250:350] = 255
     spec = PreprocessSpec(resize="letterbox", size=(320, 320), mean=(0, 0, 0))
     t, geom = preprocess(img, spec)
-    (nx1, ny1, nx2, ny2), = geom.to_network(np.array([[250, 100, 350, 200]], np.float32))
+    ((nx1, ny1, nx2, ny2),) = geom.to_network(np.array([[250, 100, 350, 200]], np.float32))
     ys, xs = np.nonzero(t[0] > 0.5)
     assert abs(xs.min() - nx1) <= 1 and abs(xs.max() + 1 - nx2) <= 1
     assert abs(ys.min() - ny1) <= 1 and abs(ys.max() + 1 - ny2) <= 1

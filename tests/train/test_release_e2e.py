@@ -192,6 +192,12 @@ def test_model_card_has_credits_and_measured_numbers(
         assert f"| {g['name']} | {g['status']} |" in card
     assert run.config["limitations"][0] in card
     assert "fp16" in card and "int8" in card
+    # Robustness rows: the unshifted row is the end-to-end number, every shift is in the card.
+    rows = {row["condition"]: row for row in report["robustness"]}
+    assert rows["none"]["correct"] == report["end_to_end"]["correct"]
+    assert "## Robustness" in card and "plain-table" in rows
+    for name in rows:
+        assert f"| {name} | " in card
 
 
 def _check_result(

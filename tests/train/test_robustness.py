@@ -99,7 +99,7 @@ def test_rows_score_the_shifted_photos(tmp_path: Path) -> None:
         assert by[s.name].score.n_pills == n_pills and by[s.name].score.found == 0
     assert by["plain-table"].n_images == 4 and by["plain-table"].score.found == 0
     assert oracle.calls == len(images) * (1 + len(CAMERA_SHIFTS)) + 4
-    table = format_table(rows)
+    table = format_table([r.as_dict() for r in rows])
     assert "| none | 3 | 4 | 100.0 % |" in table and "| darker | 3 | 4 | 0.0 % | -100.0 |" in table
     assert json.dumps([r.as_dict() for r in rows])  # JSON-serialisable
 
