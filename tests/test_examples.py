@@ -1,0 +1,76 @@
+"""The README's first command, checked: the default bundle names the example photos right.
+
+Why a test: the example photos are what a new user sees first; a new default bundle that
+misses or misnames a pill there must fail CI, not ship a README that prints wrong answers.
+Ground truth (boxes + classes) comes from the dataset's labels: examples/ground_truth.json.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pillsnap_sdk import Identifier
+from pillsnap_sdk.defaults import default_bundle_path
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+TRUTH = json.loads((EXAMPLES / "ground_truth.json").read_text(encoding="utf-8"))["images"]
+#: Photos the README's first command runs: every pill must be found and named right.
+README_PHOTOS = ("multi_pills.jpg", "single_pill.jpg")
+
+
+@pytest.fixture(scope="module")
+def idf() -> Identifier:
+    return Identifier.from_bundle(default_bundle_path())
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def test_every_example_has_ground_truth() -> None:
+    photos = sorted(p.name for p in EXAMPLES.glob("*.jpg"))
+    assert photos == sorted(TRUTH)
+    for name in README_PHOTOS:
+        assert name in photos
+
+
+@pytest.mark.parametrize("name", README_PHOTOS)
+def test_readme_photos_are_named_right(idf: Identifier, name: str) -> None:
+    truth = TRUTH[name]["pills"]
+    res = idf.identify(EXAMPLES / name)
+    assert len(res.pills) == len(truth), [p.label for p in res.pills]
+    named = Counter(p.label.code if p.label else "unknown" for p in res.pills)
+    assert named == Counter(t["code"] for t in truth)
+    if len(truth) > 1:  # each box lands on a pill of that class
+        for pill in res.pills:
+            assert pill.bbox is not None and pill.label is not None
+            best = max(truth, key=lambda t: _iou(list(pill.bbox.as_tuple()), t["box"]))
+            assert _iou(list(pill.bbox.as_tuple()), best["box"]) >= 0.5
+            assert best["code"] == pill.label.code
+
+
+def test_harder_table_photo_stays_mostly_right(idf: Identifier) -> None:
+    """22 small pills: not every one is right (see README), but most must be."""
+    truth = TRUTH["table_22_pills.jpg"]["pills"]
+    res = idf.identify(EXAMPLES / "table_22_pills.jpg")
+    correct = 0
+    used: set[int] = set()
+    for pill in res.pills:
+        if pill.bbox is None or pill.label is None:
+            continue
+        ious = [_iou(list(pill.bbox.as_tuple()), t["box"]) for t in truth]
+        j = int(np.argmax(ious))
+        if ious[j] >= 0.5 and j not in used and truth[j]["code"] == pill.label.code:
+            used.add(j)
+            correct += 1
+    assert correct >= 0.75 * len(truth), correct
