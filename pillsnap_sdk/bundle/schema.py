@@ -1,6 +1,6 @@
 """Write the manifest JSON schema shipped in ``pillsnap_sdk/schema/`` (for non-Python tools).
 
-    python -m pillsnap_sdk.bundle.schema      # regenerate after changing manifest.py
+python -m pillsnap_sdk.bundle.schema      # regenerate after changing manifest.py
 """
 
 from __future__ import annotations
