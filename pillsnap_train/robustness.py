@@ -36,7 +36,7 @@ import numpy.typing as npt
 from pillsnap_sdk import Identifier, IdentifyResult
 from pillsnap_sdk.image import load_image
 
-from .data.synth import Cutout, SynthConfig, extract_cutouts, synthesize_scene
+from .data.synth import Cutout, SynthConfig, extract_cutouts, jpeg_roundtrip, synthesize_scene
 from .evaluate import GroundTruthImage, PipelineScore, score_pipeline
 
 __all__ = [
@@ -80,18 +80,6 @@ def _noise(img: U8, rng: np.random.Generator, sigma: float) -> U8:
     return np.asarray(np.clip(out + 0.5, 0, 255), np.uint8)
 
 
-def _jpeg(img: U8, quality: int) -> U8:
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    if not ok:  # pragma: no cover - OpenCV always encodes a valid RGB array
-        raise RuntimeError("JPEG encoding failed")
-    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if dec is None:  # pragma: no cover - we just encoded it
-        raise RuntimeError("JPEG decoding failed")
-    return np.asarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB), np.uint8)
-
-
 def _low_res(img: U8, long_side: int) -> U8:
     """Down to a small sensor's resolution and back up, so box coordinates still hold."""
     h, w = img.shape[:2]
@@ -126,7 +114,9 @@ CAMERA_SHIFTS: Final[tuple[CameraShift, ...]] = (
         "defocus", "gaussian blur, sigma 0.6 % of the short side", lambda im, _: _blur(im, 0.006)
     ),
     CameraShift("noise", "sensor noise, sigma 12 (0-255)", lambda im, rng: _noise(im, rng, 12.0)),
-    CameraShift("jpeg-q20", "heavy JPEG compression, quality 20", lambda im, _: _jpeg(im, 20)),
+    CameraShift(
+        "jpeg-q20", "heavy JPEG compression, quality 20", lambda im, _: jpeg_roundtrip(im, 20)
+    ),
     CameraShift("low-res", "320 px long side, upscaled back", lambda im, _: _low_res(im, 320)),
 )
 
@@ -236,6 +226,7 @@ def evaluate_robustness(
             progress(name)
         rows.append(RobustnessRow(name, description, score_pipeline(fn, gts), len(gts)))
 
+    order = {p: i for i, p in enumerate(sorted(photos))}  # per-photo noise seed
     run("none", "validation photos as they are", lambda p: idf.identify(photos[p]), images)
     for k, shift in enumerate(shifts):
         rng_seed = [seed, k]
@@ -243,7 +234,7 @@ def evaluate_robustness(
         def shifted(
             p: str, shift: CameraShift = shift, rng_seed: list[int] = rng_seed
         ) -> IdentifyResult:
-            key = [*rng_seed, sorted(photos).index(p)]
+            key = [*rng_seed, order[p]]
             return idf.identify(shift.apply(photos[p], np.random.default_rng(key)))
 
         run(shift.name, shift.description, shifted, images)

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pillsnap_sdk.preprocessing import crop_with_margin
+from pillsnap_train.data.synth import jpeg_roundtrip
 
 __all__ = ["augment_crop", "rotated_extent"]
 
@@ -62,11 +63,7 @@ def augment_crop(
         noise = rng.normal(0, rng.uniform(2, 12), res.shape)
         res = np.clip(res + noise, 0, 255).astype(np.uint8)
     if rng.random() < 0.3 * strength:  # messaging apps and kiosks recompress hard
-        bgr = cv2.cvtColor(res, cv2.COLOR_RGB2BGR)
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 91))])
-        dec = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
-        if dec is not None:
-            res = np.ascontiguousarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+        res = jpeg_roundtrip(res, int(rng.integers(20, 91)))
     if rng.random() < 0.3 * strength:  # low-resolution camera / distant shot
         h, w = res.shape[:2]
         f = rng.uniform(0.35, 0.8)

@@ -42,6 +42,7 @@ __all__ = [
     "SynthConfig",
     "extract_backgrounds",
     "extract_cutouts",
+    "jpeg_roundtrip",
     "photometric_jitter",
     "segment_pill",
     "synthesize_scene",
@@ -811,14 +812,20 @@ def _photometric(rng: np.random.Generator, img: F32, cfg: SynthConfig) -> U8:
         out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
     if rng.random() < cfg.jpeg_prob:
         q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
-        ok, buf = cv2.imencode(
-            ".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q]
-        )
-        if ok:
-            dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-            if dec is not None:
-                out = np.asarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB), np.uint8)
+        out = jpeg_roundtrip(out, q)
     return np.ascontiguousarray(out)
+
+
+def jpeg_roundtrip(rgb: U8, quality: int) -> U8:
+    """``rgb`` encoded as a JPEG of ``quality`` and decoded again (RGB in, RGB out), or
+    ``rgb`` itself if OpenCV's codec refuses it: the artefacts of a recompressed photo."""
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    if dec is None:
+        return rgb
+    return np.ascontiguousarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 def photometric_jitter(rgb: U8, rng: np.random.Generator, cfg: SynthConfig | None = None) -> U8:

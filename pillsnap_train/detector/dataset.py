@@ -98,12 +98,13 @@ def _write_jittered(src: Path, dst: Path, rng: np.random.Generator, cfg: SynthCo
 
 def _write_split(
     root: Path, split: str, items: Sequence[DetItem], copy: bool, jitter: _Jitter | None = None
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
+    """Write one split; returns (images, boxes, photos written camera-shifted)."""
     img_dir, lab_dir = root / split / "images", root / split / "labels"
     img_dir.mkdir(parents=True, exist_ok=True)
     lab_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    n_boxes = 0
+    n_boxes = n_shifted = 0
     for index, (path, boxes) in enumerate(items):
         src = Path(path).resolve()
         header = read_image_header(src, decode=False)
@@ -116,12 +117,13 @@ def _write_split(
         rng = jitter.rng(index) if jitter is not None else None
         if rng is not None and jitter is not None:
             _write_jittered(src, img_dir / f"{stem}.jpg", rng, jitter.cfg)
+            n_shifted += 1
         else:
             _place_image(src, img_dir / f"{stem}{src.suffix.lower()}", copy)
         lines = _label_lines(boxes, header.width, header.height)
         n_boxes += len(lines)
         (lab_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    return len(items), n_boxes
+    return len(items), n_boxes, n_shifted
 
 
 def build_detector_dataset(
@@ -168,9 +170,8 @@ def build_detector_dataset(
 
     cfg = synth_cfg or SynthConfig()
     jitter = _Jitter(photometric_fraction, cfg, seed) if photometric_fraction > 0 else None
-    n_train, b_train = _write_split(root, "train", train_items, copy, jitter)
-    n_jittered = sum(jitter.rng(i) is not None for i in range(len(train_items))) if jitter else 0
-    n_val, b_val = _write_split(root, "val", val_items, copy)
+    n_train, b_train, n_jittered = _write_split(root, "train", train_items, copy, jitter)
+    n_val, b_val, _ = _write_split(root, "val", val_items, copy)
 
     synth_info: dict[str, Any] = {"scenes": 0}
     if synth_scenes > 0:
