@@ -88,6 +88,7 @@ class Release:
             self.steps_dir.mkdir(parents=True, exist_ok=True)
             self._check_config()
         self._records: list[BoxRecord] | None = None
+        self._extra: list[BoxRecord] | None = None
 
     # -- bookkeeping -------------------------------------------------------------------
     def _check_config(self) -> None:
@@ -145,10 +146,40 @@ class Release:
     def split(self, name: str) -> list[BoxRecord]:
         return [r for r in self.records() if r.split == name]
 
+    @property
+    def detector_extra_csv(self) -> Path:
+        return self.work / "data" / "detector_extra.csv"
+
+    def detector_extra(self) -> list[BoxRecord]:
+        """Boxes of ``data.detector_sources`` (detector only; empty when none)."""
+        if not self.cfg.data.detector_sources:
+            return []
+        if self._extra is None:
+            self._extra = read_manifest(self.detector_extra_csv)
+        return self._extra
+
     def ingest(self) -> dict[str, Any]:
         from .data.ingest import SourceSpec, ingest
 
         d = self.cfg.data
+        extra: dict[str, Any] | None = None
+        if d.detector_sources:
+            res_x = ingest(
+                [
+                    SourceSpec(kind=s.kind, path=Path(s.path), name=s.name or Path(s.path).name)
+                    for s in d.detector_sources
+                ],
+                self.detector_extra_csv,
+                val_fraction=d.val_fraction,
+                seed=self.cfg.seed,
+            )
+            self._extra = None
+            extra = {
+                "manifest": str(self.detector_extra_csv),
+                "images": res_x.report.images,
+                "boxes": res_x.report.boxes,
+                "dataset_sha256": res_x.report.dataset_sha256,
+            }
         specs = [
             SourceSpec(kind=s.kind, path=Path(s.path), name=s.name or Path(s.path).name)
             for s in d.sources
@@ -176,6 +207,7 @@ class Release:
             "skipped_counts": [r.skipped_counts for r in rep.readers],
             "subset": subset,
             "dataset_sha256": rep.dataset_sha256,
+            "detector_extra": extra,
         }
 
     # -- classifier ----------------------------------------------------------------------
@@ -209,11 +241,14 @@ class Release:
         }
 
     # -- detector ------------------------------------------------------------------------
-    def _det_items(self, split: str) -> list[tuple[str, list[tuple[float, float, float, float]]]]:
-        return [
-            (p, [b.box for b in boxes])
-            for p, boxes in sorted(group_by_image(self.split(split)).items())
-        ]
+    def _det_items(
+        self, split: str, *, extra: bool = True
+    ) -> list[tuple[str, list[tuple[float, float, float, float]]]]:
+        """Photos and boxes for the detector: ``sources`` plus (``extra``) detector_sources."""
+        recs = self.split(split)
+        if extra:
+            recs = recs + [r for r in self.detector_extra() if r.split == split]
+        return [(p, [b.box for b in boxes]) for p, boxes in sorted(group_by_image(recs).items())]
 
     def train_detector(self) -> dict[str, Any]:
         dc = self.cfg.detector
@@ -229,9 +264,17 @@ class Release:
             self._det_items("train"),
             self._det_items("val"),
             synth_scenes=dc.synth_scenes,
+            pile_scenes=dc.pile_scenes,
             seed=self.cfg.seed,
             photometric_fraction=dc.photometric_fraction,
         )
+        if dc.threads:
+            from .torch_compat import ensure_torchvision
+
+            ensure_torchvision()
+            import torch
+
+            torch.set_num_threads(dc.threads)
         best = self._detector_stage(yaml_path, "train", dc.epochs)
         if dc.finetune_epochs > 0:  # low-lr second stage from the first stage's weights
             best = self._detector_stage(
@@ -816,6 +859,49 @@ def run_release(
     }
     results = {}
     todo = [until] if only else STEPS[: STEPS.index(until) + 1]
+    side: Any = None
     for s in todo:
+        if (
+            s == "train-classifier"
+            and cfg.parallel_training
+            and "train-detector" in todo
+            and rel.done("train-detector") is None
+        ):
+            side = _start_detector_process(cfg, allow_config_change)
+        if s == "train-detector" and side is not None:
+            side.join()
+            if side.exitcode != 0:
+                raise GateFailure(f"detector training process failed (exit {side.exitcode})")
         results[s] = rel.step(s, fns[s])
     return results
+
+
+def _train_detector_only(cfg_json: str, allow_config_change: bool) -> None:
+    import os
+
+    cfg = ReleaseConfig.model_validate_json(cfg_json)
+    log = Path(cfg.work_dir) / "detector" / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)  # two trainers on one terminal interleave unreadably
+    os.dup2(fd, 2)
+    run_release(cfg, until="train-detector", only=True, allow_config_change=allow_config_change)
+
+
+def _start_detector_process(cfg: ReleaseConfig, allow_config_change: bool) -> Any:
+    """Train the detector in a spawned process while this one trains the classifier.
+
+    Its log goes to ``work_dir/detector/train.log``; the parent waits for it before the
+    ``train-detector`` step, which then finds the step marker the child wrote.
+    """
+    import multiprocessing
+
+    _log("train-detector: running in a side process (parallel_training); log in detector/")
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(
+        target=_train_detector_only,
+        args=(cfg.model_dump_json(), allow_config_change),
+        name="pillsnap-train-detector",
+    )
+    proc.start()
+    return proc
