@@ -305,7 +305,7 @@ def _make_ema(model: nn.Module, decay: float) -> Any:
     """timm's ModelEmaV3 (warm-up on: early averages follow the fast-moving start), or None."""
     if decay <= 0:
         return None
-    from timm.utils import ModelEmaV3
+    from timm.utils.model_ema import ModelEmaV3
 
     return ModelEmaV3(model, decay=decay, use_warmup=True)
 
