@@ -1067,7 +1067,7 @@ def synthesize_scene(
             masks.append(mask)
             class_ids.append(cut.class_id)
 
-    if cluster is not None:
+    if cluster is not None:  # a pile: overlaps are the point, label what shows
         boxes, masks, class_ids = _visible_only(boxes, masks, class_ids)
     canvas *= _lighting(rng, h, w, cfg)[..., None]
     if cfg.photometric:
