@@ -284,7 +284,14 @@ def release_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseRun
     cfg = release_config(root, aihub=aihub, yolo=yolo)
     # The 2.0 release paths: a detector-only source (its class never reaches the
     # classifier), dense-pile scenes, and the confidently-wrong bound and gate.
-    extra = fx.make_yolo_fixture(root / "extra", n_classes=1, photos_per_class=6, seed=7)
+    original = fx.fixture_class  # class codes of their own, as make_sources does
+    fx.fixture_class = lambda i: original(i + AIHUB_CLASSES + YOLO_CLASSES)  # type: ignore[assignment]
+    try:
+        extra = fx.make_yolo_fixture(
+            root / "extra", n_classes=2, photos_per_class=3, n_combos=2, seed=7
+        )
+    finally:
+        fx.fixture_class = original
     cfg["data"]["detector_sources"] = [{"kind": "yolo", "path": str(extra), "name": "extra"}]
     if cfg["detector"].get("enabled"):
         cfg["detector"] = {**cfg["detector"], "pile_scenes": 2, "synth_scenes": 2}
