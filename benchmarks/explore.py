@@ -34,9 +34,9 @@ from make_bench_bundle import bench_bundle_path
 
 import pillsnap_sdk.pipeline as pipeline
 import pillsnap_sdk.runtime as runtime
+from benchmarks.seed_style import SeedStylePeer
 from pillsnap_sdk.bench.floor import Floor
 from pillsnap_sdk.bench.scenes import crops_for, find_scenes, scene_bundle
-from pillsnap_sdk.bench.seed_style import SeedStylePeer
 from pillsnap_sdk.bench.timing import measure_interleaved, paired_ratio
 from pillsnap_sdk.bundle.loader import Bundle, load_bundle
 from pillsnap_sdk.image import load_image

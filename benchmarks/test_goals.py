@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from conftest import ROUNDS, SceneCtx
 
-from pillsnap_sdk.bench.peers import GOAL_VS_PEERS, measure_peers
+from benchmarks.peers import GOAL_VS_PEERS, measure_peers
 from pillsnap_sdk.bench.scenes import MULTI
 from pillsnap_sdk.bench.stages import GOAL_E2E_VS_FLOOR, measure_scene
 

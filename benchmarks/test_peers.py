@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import ROUNDS, SCENES, SceneCtx
 
-from pillsnap_sdk.bench import peers
-from pillsnap_sdk.bench.seed_style import SeedStylePeer
+from benchmarks import peers
+from benchmarks.seed_style import SeedStylePeer
 
 pytestmark = pytest.mark.parametrize("scene", SCENES)
 

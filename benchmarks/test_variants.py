@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from conftest import ROUNDS, SceneCtx
 
+from benchmarks.variants import accuracy_delta, with_variant
 from pillsnap_sdk.bench.scenes import MULTI
-from pillsnap_sdk.bench.variants import accuracy_delta, with_variant
 from pillsnap_sdk.bundle.loader import Bundle, load_bundle
 from pillsnap_sdk.pipeline import Identifier
 

@@ -58,11 +58,25 @@ def _parser() -> argparse.ArgumentParser:
     verify = bsub.add_parser("verify", help="check hashes, file list, versions and models")
     verify.add_argument("path", type=Path)
 
-    from .bench.cli import add_bench_arguments
-
     bench = sub.add_parser("bench", help="latency of the SDK against the onnxruntime floor")
-    add_bench_arguments(bench)
+    bench_arguments(bench)
     return p
+
+
+def bench_arguments(p: argparse.ArgumentParser) -> None:
+    """``pillsnap bench``: what a kiosk vendor measures on their own box (onnxruntime only).
+
+    Peers, precision variants and the regression gate are the repository's
+    ``python -m benchmarks`` (it adds those options to these).
+    """
+    p.add_argument("--bundle", type=Path, help="bundle dir or .zip (default: models/)")
+    p.add_argument("--json", action="store_true", help="the full report as JSON (CI history)")
+    p.add_argument("--json-out", type=Path, metavar="FILE", help="also write the JSON report here")
+    p.add_argument("--rounds", type=int, default=None, help="rounds per measurement (20; quick 7)")
+    p.add_argument("--quick", action="store_true", help="SDK vs floor and profiles only")
+    p.add_argument("--images", type=Path, help="photo folder (YOLO layout) for the two scenes")
+    p.add_argument("--profile", help="check only this device profile")
+    p.add_argument("--profiles-file", type=Path, help="device profiles file (JSON or YAML)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

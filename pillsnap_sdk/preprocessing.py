@@ -1,7 +1,7 @@
 """The one preprocessing implementation shared by training, export checks and serving.
 
 A classifier is only as good as the agreement between the pixels it was trained on and the
-pixels it sees in production. pillsnap_train's datasets, its torch-vs-ONNX parity checks
+pixels it sees in production. The training datasets, the torch-vs-ONNX parity checks
 and the SDK all call :func:`preprocess` with the :class:`PreprocessSpec` stored in the
 bundle manifest, so a change here changes all three at once (the golden tests pin it).
 

@@ -1,24 +1,24 @@
-"""Latency gate against versioned device profiles (``profiles/devices.yaml``).
+"""Latency gate against the versioned device profiles of :mod:`pillsnap_sdk.bench.profiles`.
 
 A profile is only judged on its own device: a CUDA profile needs a CUDA provider that is
-really active (checked with ``strict_providers=True``), a CPU profile needs a CPU no larger
-than the profile's. Otherwise the row says "not run" — a missing device is never a pass.
+really active (checked with ``strict_providers=True``) and, with ``device_match``, a GPU of
+that name; a CPU profile needs no more CPUs than the profile's (the affinity mask, not the
+host's count). Otherwise the row says "not run" — a missing device is never a pass. The
+profiles and the device checks are the SDK bench's, so the two never disagree.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from pillsnap_sdk import Identifier, PillsnapError
+from pillsnap_sdk.bench import profiles as device_profiles
 
 __all__ = ["LatencyRow", "load_profiles", "measure_latency", "run_latency_gate"]
 
@@ -34,12 +34,8 @@ class LatencyRow:
 
 
 def load_profiles(path: Path | None = None) -> dict[str, Any]:
-    if path is None:
-        text = resources.files("pillsnap_train").joinpath("profiles/devices.yaml").read_text()
-    else:
-        text = path.read_text()
-    data: dict[str, Any] = yaml.safe_load(text)
-    return data
+    """The SDK's device profiles (``pillsnap_sdk/bench/devices.yaml``, or ``path``)."""
+    return device_profiles.load_profiles(path)
 
 
 def measure_latency(
@@ -81,22 +77,9 @@ def run_latency_gate(
         except PillsnapError as exc:
             rows.append(LatencyRow(name, "*", "not run", f"{provider} not active: {exc}"[:160]))
             continue
-        if provider == "CPUExecutionProvider" and (os.cpu_count() or 1) > p.get("max_cpus", 1e9):
-            rows.append(
-                LatencyRow(
-                    name,
-                    "*",
-                    "not run",
-                    f"this CPU has {os.cpu_count()} cores, profile is for <= {p['max_cpus']}",
-                )
-            )
-            continue
-        if provider != "CPUExecutionProvider" and p.get("device_match"):
-            rows.append(
-                LatencyRow(
-                    name, "*", "not run", f"needs a {p['device_match']}; device identity unverified"
-                )
-            )
+        applies, why = device_profiles.profile_applies(p)
+        if not applies:
+            rows.append(LatencyRow(name, "*", "not run", why))
             continue
         targets: dict[str, float] = p["targets_ms"]
         for case, image in cases:

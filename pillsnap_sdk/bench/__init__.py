@@ -1,13 +1,14 @@
-"""Latency of the SDK against the onnxruntime floor and against peers, in one run.
+"""``pillsnap bench``: latency of the SDK against the onnxruntime floor on this machine.
 
 Why ratios: absolute milliseconds depend on the machine and on whatever else it runs. The
 *floor* -- bare ``onnxruntime`` ``session.run`` on pre-made input tensors for the same
 models -- is measured in the same process, interleaved round by round with the SDK, so
 load that slows one slows the other. ``SDK / floor`` is what the SDK adds (decode,
 letterbox, crops, Python) and is stable where milliseconds are not; the CI gate compares
-that ratio with a committed baseline. Peers answer "is the SDK the fast way to run these
-weights?" with the same weights; torch, timm and ultralytics are imported lazily, only
-by :mod:`.peers` and only when a peer runs: importing this package never imports them.
+that ratio with a committed baseline. This package holds what a kiosk vendor runs on
+their own box (stages, floor, device profiles, throughput, cold start) with onnxruntime
+only; peers (Ultralytics, timm), precision variants and the regression gate live in the
+repository's ``benchmarks`` package, which builds on :class:`~.run.BenchSession`.
 
 Layout, one job per module:
 
@@ -15,16 +16,12 @@ Layout, one job per module:
 - :mod:`.scenes`      the two photos (one pill, many pills) and the bundle as seen by each
 - :mod:`.floor`       the bare-onnxruntime floor
 - :mod:`.stages`      the SDK against the floors on one photo, with its stage breakdown
-- :mod:`.peers`       Ultralytics / timm eager / seed style on the same weights
-- :mod:`.seed_style`  the seed project's serving style, reproduced
-- :mod:`.variants`    precision variants against fp32
 - :mod:`.throughput`  images per second through one Identifier
 - :mod:`.coldstart`   fresh-process cold start and peak RSS
-- :mod:`.profiles`    device profiles (``pillsnap_train/profiles/devices.yaml``)
-- :mod:`.gate`        the regression gate against ``benchmarks/baseline.json``
+- :mod:`.profiles`    device profiles (``devices.yaml`` beside it) and device detection
 - :mod:`.report`      the run's record and its table
 - :mod:`.run`         one run: which measurements, in which order
-- :mod:`.cli`         ``pillsnap bench`` / ``python -m pillsnap_sdk.bench``
+- :mod:`.cli`         ``pillsnap bench`` / ``python -m pillsnap_sdk.bench`` once parsed
 """
 
 from __future__ import annotations
@@ -43,8 +40,7 @@ _LAZY = {"BenchReport": ".report", "format_table": ".report", "run_bench": ".run
 def __getattr__(name: str) -> Any:
     """Import the measuring modules on first use, not with the package.
 
-    ``pillsnap`` imports :mod:`.cli` (and so this package) to build its parser for every
-    command; loading all of the bench there would add ~30 ms to ``pillsnap identify``.
+    ``from pillsnap_sdk.bench import run_bench`` should cost only what it uses.
     """
     if name in _LAZY:
         import importlib

@@ -1,12 +1,9 @@
-"""The bench's command line, shared by ``pillsnap bench`` and ``python -m pillsnap_sdk.bench``.
+"""What ``pillsnap bench`` does once its options are parsed: run, print, write JSON.
 
-Why shared: both entry points must accept the same options and behave the same, so the
-``pillsnap`` parser adds them with :func:`add_bench_arguments` and dispatches to
-:func:`run_cli_bench_args`. Exit codes: 0 done; 1 a bundle was refused, or, with ``--gate``,
-the gate or a device-profile target failed; 2 usage error.
-
-The measuring modules are imported only when a bench runs: ``pillsnap`` builds its parser
-(with these options) for every command, and ``pillsnap identify`` should not pay for them.
+The options themselves are declared once, in :mod:`pillsnap_sdk.cli` (so ``pillsnap``
+builds its parser without importing the bench); ``python -m pillsnap_sdk.bench`` goes
+through that same parser. Exit codes: 0 done; 1 a bundle was refused; 2 usage error.
+The measuring modules are imported only here, when a bench runs.
 """
 
 from __future__ import annotations
@@ -15,49 +12,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..defaults import default_bundle_path
-from ..errors import PillsnapError
 
-if TYPE_CHECKING:
-    from .report import BenchReport
-
-__all__ = ["add_bench_arguments", "main", "run_cli_bench_args"]
-
-DESCRIPTION = "Latency of the SDK against the onnxruntime floor and against peers, in one run."
-
-
-def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the ``bench`` options to ``p``."""
-    p.add_argument("--bundle", type=Path, help="bundle dir or .zip (default: models/)")
-    p.add_argument("--json", action="store_true", help="the full report as JSON (CI history)")
-    p.add_argument("--json-out", type=Path, metavar="FILE", help="also write the JSON report here")
-    p.add_argument("--rounds", type=int, default=None, help="rounds per measurement (20; quick 7)")
-    p.add_argument("--quick", action="store_true", help="SDK vs floor only (the CI subset)")
-    p.add_argument("--gate", type=Path, metavar="BASELINE", help="fail on >10%% ratio regression")
-    p.add_argument(
-        "--tolerance", type=float, help="allowed ratio growth (default: the baseline file's, 0.10)"
-    )
-    p.add_argument(
-        "--save-baseline", type=Path, metavar="BASELINE", help="record this run's ratios"
-    )
-    p.add_argument(
-        "--baseline-passes", type=int, default=5, help="passes --save-baseline summarises"
-    )
-    p.add_argument("--no-peers", action="store_true", help="skip Ultralytics/timm/seed peers")
-    p.add_argument("--images", type=Path, help="photo folder (YOLO layout) for the two scenes")
-    p.add_argument("--profile", help="check only this device profile")
-    p.add_argument("--profiles-file", type=Path, help="devices.yaml to read")
+__all__ = ["main", "run_cli_bench_args"]
 
 
 def run_cli_bench_args(args: argparse.Namespace) -> int:
-    """Run from options parsed by :func:`add_bench_arguments`: print the table (or JSON).
-
-    ``--save-baseline`` records the worst gated ratios of ``--baseline-passes`` passes
-    (:func:`~.gate.worst_metrics`), with their medians beside them for reading.
-    """
+    """Run from the parsed ``pillsnap bench`` options: print the table (or JSON)."""
     from .report import format_table
     from .run import run_bench
 
@@ -73,61 +35,22 @@ def run_cli_bench_args(args: argparse.Namespace) -> int:
         args.bundle or default_bundle_path(),
         rounds=rounds,
         quick=args.quick,
-        peers=not args.no_peers,
         images=args.images,
-        baseline=args.gate,
-        tolerance=args.tolerance,
         profile=args.profile,
         profiles_file=args.profiles_file,
-        extra_passes=max(0, args.baseline_passes - 1) if args.save_baseline is not None else 0,
         progress=progress,
     )
-    if args.save_baseline is not None:
-        _save_baseline(args.save_baseline, report, rounds)
-        progress(f"baseline for {report.meta['bundle']['key']} written to {args.save_baseline}")
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(format_table(report), end="")
-    return _exit_code(report, gate_requested=args.gate is not None)
-
-
-def _save_baseline(path: Path, report: BenchReport, rounds: int) -> None:
-    from .gate import median_metrics, save_baseline, worst_metrics
-
-    passes = report.meta["gate_metric_passes"]
-    save_baseline(
-        path,
-        report.meta["bundle"]["key"],
-        worst_metrics(passes),
-        {
-            "ratios_median": {k: round(v, 4) for k, v in median_metrics(passes).items()},
-            "date": report.meta["date"][:10],
-            "rounds": rounds,
-            "passes": len(passes),
-            "machine": report.meta["machine"],
-            "versions": report.meta["versions"],
-        },
-    )
-
-
-def _exit_code(report: BenchReport, *, gate_requested: bool) -> int:
-    """1 when a requested gate failed or a profile target was missed; a plain run is 0."""
-    if not gate_requested:
-        return 0
-    gate_ok = report.gate is None or report.gate.passed
-    targets_ok = all(t.status != "fail" for t in report.profiles)
-    return 0 if gate_ok and targets_ok else 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pillsnap_sdk.bench [--quick] [--gate benchmarks/baseline.json] ...``."""
-    p = argparse.ArgumentParser(prog="pillsnap bench", description=DESCRIPTION)
-    add_bench_arguments(p)
-    try:
-        return run_cli_bench_args(p.parse_args(argv))
-    except PillsnapError as exc:
-        print(f"pillsnap: error: {exc}", file=sys.stderr)
-        return 1
+    """``python -m pillsnap_sdk.bench [--quick] ...``: the same as ``pillsnap bench``."""
+    from ..cli import main as pillsnap_main
+
+    return pillsnap_main(["bench", *(sys.argv[1:] if argv is None else argv)])

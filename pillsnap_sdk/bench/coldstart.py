@@ -24,7 +24,9 @@ from .scenes import Scene, is_synthetic, with_thresholds
 
 __all__ = ["ColdStart", "measure_cold_start", "peak_rss_mb"]
 
-_REPO = Path(__file__).resolve().parents[2]
+#: The folder this ``pillsnap_sdk`` was imported from (site-packages for a wheel, the
+#: checkout for an editable or ``PYTHONPATH`` run): the child imports the same code.
+_IMPORT_ROOT = Path(__file__).resolve().parents[2]
 #: The child's clock starts before its first import, so ``import_ms`` is the real cost.
 _CHILD = (
     "import sys, time; t0 = time.perf_counter(); import pillsnap_sdk.bench.coldstart as c; "
@@ -102,7 +104,7 @@ def measure_cold_start(
         photo.write_bytes(scene.data)
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(_REPO), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join([str(_IMPORT_ROOT), os.environ.get("PYTHONPATH", "")]),
         }
         for _ in range(runs):
             proc = subprocess.run(

@@ -1,17 +1,23 @@
 """Device profiles: absolute p50 targets per device, checked only on that device.
 
-The authoritative targets live in ``pillsnap_train/profiles/devices.yaml`` (versioned with
-the package); :data:`DEFAULT_PROFILES` is a copy used when that file or pyyaml is absent.
+The one device-profile module: ``pillsnap bench`` and the release's latency gate both read
+the targets (``devices.yaml`` beside this module, package data) and decide whether a
+profile fits this machine (:func:`cpu_count`, :func:`gpu_names`, :func:`profile_applies`)
+here. The file is written in YAML's JSON subset, so the runtime, which has no YAML parser,
+reads it with the standard library.
+
 Why "only on that device": a GPU target met on no GPU is meaningless, so a profile whose
 device or provider is not really active is reported "not run", never "pass".
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +31,7 @@ from .scenes import Scene, scene_bundle
 from .stages import SceneResult, measure_scene
 
 __all__ = [
-    "DEFAULT_PROFILES",
+    "PROFILES_RESOURCE",
     "TargetCheck",
     "check_profiles",
     "cpu_count",
@@ -36,39 +42,10 @@ __all__ = [
     "profile_applies",
 ]
 
-_PROFILES_FILE = (
-    Path(__file__).resolve().parents[2] / "pillsnap_train" / "profiles" / "devices.yaml"
-)
-
-#: Copy of ``devices.yaml``. Target keys are ``[<scene>_]<metric>_p50`` in ms per photo,
-#: metric ``end_to_end`` or ``classifier``; without a scene prefix a target applies to
-#: every scene.
-DEFAULT_PROFILES: dict[str, Any] = {
-    "version": 1,
-    "profiles": {
-        "rtx5080": {
-            "description": "Seed project's targets on an NVIDIA RTX 5080 (CUDA)",
-            "provider": "CUDAExecutionProvider",
-            "device_match": "RTX 5080",
-            "targets_ms": {"end_to_end_p50": 100.0, "classifier_p50": 50.0},
-        },
-        "cuda-any": {
-            "description": "Any CUDA GPU (H100/H200 lent for checks): same targets as the RTX 5080",
-            "provider": "CUDAExecutionProvider",
-            "device_match": "",
-            "targets_ms": {"end_to_end_p50": 100.0, "classifier_p50": 50.0},
-        },
-        "cpu-2core": {
-            "description": "2-core x86-64 CPU container (this project's CI/dev machines)",
-            "provider": "CPUExecutionProvider",
-            "max_cpus": 2,
-            "targets_ms": {
-                "single_pill_end_to_end_p50": 250.0,
-                "multi_pill_end_to_end_p50": 1500.0,
-            },
-        },
-    },
-}
+#: The profiles shipped with the package (package data, so an installed wheel reads the
+#: same file as a source checkout).
+PROFILES_RESOURCE = "devices.yaml"
+_PACKAGE = "pillsnap_sdk.bench"
 
 _METRICS = ("end_to_end", "classifier")
 TargetStatus = Literal["pass", "fail", "not run"]
@@ -88,22 +65,29 @@ class TargetCheck:
 
 
 def load_profiles(path: Path | None = None) -> dict[str, Any]:
-    """Device profiles from ``devices.yaml`` when present, else :data:`DEFAULT_PROFILES`.
+    """Device profiles: the packaged ``devices.yaml``, or ``path`` (JSON or YAML).
 
-    pyyaml is not an SDK dependency: without it the built-in copy is used and the
-    ``source`` key (shown in the table) says so.
+    The ``source`` key (shown in the bench table) says which file was read. A YAML file that
+    is not JSON needs pyyaml, which the runtime does not depend on.
     """
-    src = path or _PROFILES_FILE
-    if not src.is_file():
-        return {**DEFAULT_PROFILES, "source": "built-in defaults"}
+    if path is None:
+        text = resources.files(_PACKAGE).joinpath(PROFILES_RESOURCE).read_text("utf-8")
+        source = f"{_PACKAGE}/{PROFILES_RESOURCE}"
+    elif not path.is_file():
+        raise PillsnapError(f"no device profiles file {path}")
+    else:
+        text, source = path.read_text(encoding="utf-8"), str(path)
     try:
-        import yaml
-    except ImportError:
-        return {**DEFAULT_PROFILES, "source": f"built-in defaults (pyyaml missing for {src})"}
-    data = yaml.safe_load(src.read_text(encoding="utf-8"))
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            import yaml
+        except ImportError as exc:
+            raise PillsnapError(f"{source}: not JSON, and pyyaml is not installed") from exc
+        data = yaml.safe_load(text)
     if not isinstance(data, dict) or not isinstance(data.get("profiles"), dict):
-        raise PillsnapError(f"{src}: expected a mapping with a 'profiles' mapping")
-    return {**data, "source": str(src)}
+        raise PillsnapError(f"{source}: expected a mapping with a 'profiles' mapping")
+    return {**data, "source": source}
 
 
 def cpu_count() -> int:

@@ -1,4 +1,4 @@
-"""The bundle manifest: the contract between pillsnap_train (writer) and the SDK (reader).
+"""The bundle manifest: the contract between the training tools (writer) and the SDK (reader).
 
 Pydantic models with ``extra="forbid"``: a typo in a key is an error, not a silently
 ignored threshold. :func:`manifest_json_schema` exports the JSON schema shipped in
@@ -75,7 +75,7 @@ class VariantSpec(_Strict):
 
 
 class Thresholds(_Strict):
-    """Decision thresholds calibrated by pillsnap_train on validation data."""
+    """Decision thresholds calibrated on validation data when the bundle was released."""
 
     temperature: float = Field(default=1.0, gt=0.0)
     unknown_threshold: float = Field(default=0.5, ge=0.0, le=1.0)

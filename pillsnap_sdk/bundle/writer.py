@@ -1,6 +1,6 @@
 """Write a bundle: the single place that computes file hashes and the manifest digest.
 
-pillsnap_train's packager and the SDK's tests both call :func:`write_bundle`, so the
+The training tools' packager and the SDK's tests both call :func:`write_bundle`, so the
 writer and the verifying loader can never disagree on how a bundle is hashed.
 """
 

@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from ..bundle.loader import Bundle
-from ..preprocessing import PreprocessSpec
+from pillsnap_sdk.bundle.loader import Bundle
+from pillsnap_sdk.preprocessing import PreprocessSpec
 
 __all__ = ["SeedStylePeer"]
 

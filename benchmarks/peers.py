@@ -20,14 +20,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..bundle.loader import Bundle
-from ..bundle.manifest import BundleManifest
-from ..errors import BundleError
-from ..image import load_image
-from ..pipeline import Identifier
-from .scenes import Scene, crops_for
+from pillsnap_sdk.bench.scenes import Scene, crops_for
+from pillsnap_sdk.bench.timing import Stat, measure_interleaved, paired_ratio
+from pillsnap_sdk.bundle.loader import Bundle
+from pillsnap_sdk.bundle.manifest import BundleManifest
+from pillsnap_sdk.errors import BundleError
+from pillsnap_sdk.image import load_image
+from pillsnap_sdk.pipeline import Identifier
+
 from .seed_style import SeedStylePeer
-from .timing import Stat, measure_interleaved, paired_ratio
 
 __all__ = [
     "GOAL_VS_PEERS",

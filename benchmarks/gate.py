@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import PillsnapError
-from .scenes import MULTI, SINGLE
-from .stages import SceneResult
+from pillsnap_sdk.bench.scenes import MULTI, SINGLE
+from pillsnap_sdk.bench.stages import SceneResult
+from pillsnap_sdk.errors import PillsnapError
 
 __all__ = [
     "DEFAULT_TOLERANCE",

@@ -16,13 +16,13 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..bundle.loader import Bundle
-from ..bundle.manifest import BundleManifest, ModelSpec, VariantSpec
-from ..errors import BundleError, PillsnapError
-from ..image import load_image
-from ..pipeline import Identifier
-from .scenes import Scene, crops_for, scene_bundle
-from .timing import Stat, measure_interleaved, paired_ratio
+from pillsnap_sdk.bench.scenes import Scene, crops_for, scene_bundle
+from pillsnap_sdk.bench.timing import Stat, measure_interleaved, paired_ratio
+from pillsnap_sdk.bundle.loader import Bundle
+from pillsnap_sdk.bundle.manifest import BundleManifest, ModelSpec, VariantSpec
+from pillsnap_sdk.errors import BundleError, PillsnapError
+from pillsnap_sdk.image import load_image
+from pillsnap_sdk.pipeline import Identifier
 
 __all__ = ["VariantResult", "accuracy_delta", "measure_variants", "with_variant"]
 
