@@ -18,8 +18,9 @@ from .errors import (
     ProviderUnavailableError,
     UnsupportedBundleError,
 )
-from .pipeline import Identifier, Mode
+from .pipeline import Identifier, Mode, Runners
 from .results import BBox, BundleRef, Candidate, IdentifyResult, PillResult
+from .stages import Detections, Runner
 from .version import __version__
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "BundleIntegrityError",
     "BundleRef",
     "Candidate",
+    "Detections",
     "Identifier",
     "IdentifyResult",
     "InvalidArgumentError",
@@ -36,6 +38,8 @@ __all__ = [
     "PillResult",
     "PillsnapError",
     "ProviderUnavailableError",
+    "Runner",
+    "Runners",
     "UnsupportedBundleError",
     "__version__",
 ]

@@ -4,6 +4,10 @@ Router (``mode="auto"``): run the detector; >= 2 pills -> classify every crop in
 batched run ("combo"); exactly 1 -> classify that crop; none -> classify the whole photo
 and warn ``no_pill_detected``. Without a detector in the bundle, ``auto`` means ``single``.
 
+Each model runs behind a runner (:mod:`.stages`): onnxruntime sessions built from the
+bundle by default, or any object with the same ``run(output_names, feeds)`` shape given
+to :meth:`Identifier.from_bundle` (``runners=``) or :meth:`Identifier.with_runners`.
+
 Thread safety: an Identifier holds no mutable state after construction and onnxruntime's
 ``InferenceSession.run`` is thread-safe, so one instance may serve many threads; results
 are identical to sequential calls (tested).
@@ -11,6 +15,7 @@ are identical to sequential calls (tested).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,25 +30,33 @@ from .bundle.loader import Bundle, load_bundle
 from .bundle.manifest import BundleManifest, LabelsFile, ModelSpec
 from .errors import BundleError, InvalidArgumentError, PillsnapError
 from .image import DEFAULT_MAX_PIXELS, ImageInput, load_image
-from .postprocess import calibrated_softmax, decode_yolo, is_identified
-from .preprocessing import crop_with_margin, preprocess, preprocess_batch
+from .postprocess import calibrated_softmax, is_identified
+from .preprocessing import crop_with_margin, preprocess_batch
 from .results import BBox, BundleRef, Candidate, IdentifyResult, PillResult
 from .runtime import ProviderArg, create_session
+from .stages import (
+    CLASSIFIER_CHUNK,
+    ClassifierStage,
+    Detections,
+    DetectorStage,
+    Runner,
+    runner_providers,
+)
 
-__all__ = ["Identifier", "Mode"]
+__all__ = ["CLASSIFIER_CHUNK", "Identifier", "Mode", "Runners"]
 
 Mode = Literal["auto", "single", "combo"]
-#: Most crops per classifier run: bounds the onnxruntime arena's high-water mark (one
-#: 96-crop batch pinned 620 MB more) and was as fast as one big batch on 2 cores.
-CLASSIFIER_CHUNK = 16
 _MODES = ("auto", "single", "combo")
 F32 = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
-class _Detections:
-    boxes: F32  # Nx4 xyxy, source pixels
-    scores: F32  # N
+class Runners:
+    """Engines to run the bundle's models with instead of onnxruntime (``None``: keep
+    onnxruntime for that model). Preprocessing, routing and thresholds stay the bundle's."""
+
+    classifier: Runner | None = None
+    detector: Runner | None = None
 
 
 class Identifier:
@@ -60,8 +73,10 @@ class Identifier:
         intra_op_threads: int | None = None,
         strict_providers: bool = False,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        runners: Runners | None = None,
     ) -> None:
         m = bundle.manifest
+        given = runners or Runners()
         if max_image_pixels < 1:
             raise InvalidArgumentError("max_image_pixels must be >= 1")
         self._bundle = bundle
@@ -78,16 +93,32 @@ class Identifier:
                 dynamic_batch=dynamic_batch,
             )
 
-        self._cls = session(m.classifier, dynamic_batch=True)
-        out = self._cls.get_outputs()[0].shape
-        if len(out) != 2 or (isinstance(out[1], int) and out[1] != len(self._classes)):
-            raise BundleError(
-                f"{m.classifier.file}: output shape {out} does not match "
-                f"{len(self._classes)} classes in labels.json"
-            )
+        cls_runner: Runner
+        if given.classifier is not None:
+            cls_runner = given.classifier
+        else:
+            sess = session(m.classifier, dynamic_batch=True)
+            out = sess.get_outputs()[0].shape
+            if len(out) != 2 or (isinstance(out[1], int) and out[1] != len(self._classes)):
+                raise BundleError(
+                    f"{m.classifier.file}: output shape {out} does not match "
+                    f"{len(self._classes)} classes in labels.json"
+                )
+            cls_runner = sess
         batch_dim = m.classifier.input_shape[0]
-        self._cls_batch = batch_dim if isinstance(batch_dim, int) else None
-        self._det = session(m.detector, dynamic_batch=False) if m.detector else None
+        self._cls = ClassifierStage(
+            cls_runner,
+            m.classifier.input_name,
+            fixed_batch=batch_dim if isinstance(batch_dim, int) else None,
+        )
+        self._det: DetectorStage | None = None
+        if m.detector is not None:
+            det_runner: Runner = (
+                given.detector
+                if given.detector is not None
+                else session(m.detector, dynamic_batch=False)
+            )
+            self._det = DetectorStage(det_runner, m.detector.input_name, m.detector.preprocessing)
         self._ref = BundleRef(name=m.name, version=m.version)
 
     @classmethod
@@ -99,15 +130,38 @@ class Identifier:
         intra_op_threads: int | None = None,
         strict_providers: bool = False,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        runners: Runners | None = None,
     ) -> Identifier:
-        """Load, verify (sha256 of every file) and open a bundle directory or ``.zip``."""
+        """Load, verify (sha256 of every file) and open a bundle directory or ``.zip``.
+
+        ``runners`` replaces onnxruntime for the classifier and/or detector (see
+        :class:`Runners`); the others get onnxruntime sessions as usual.
+        """
         return cls(
             load_bundle(path),
             providers=providers,
             intra_op_threads=intra_op_threads,
             strict_providers=strict_providers,
             max_image_pixels=max_image_pixels,
+            runners=runners,
         )
+
+    def with_runners(
+        self, *, classifier: Runner | None = None, detector: Runner | None = None
+    ) -> Identifier:
+        """The same Identifier (bundle, preprocessing, router, thresholds) with other
+        engines for the given models, e.g. torch modules to compare engines on exactly
+        the SDK's code path. ``self`` is unchanged."""
+        twin = copy.copy(self)
+        if classifier is not None:
+            twin._cls = ClassifierStage(
+                classifier, self._cls.input_name, fixed_batch=self._cls.fixed_batch
+            )
+        if detector is not None:
+            if self._det is None:
+                raise InvalidArgumentError("this bundle has no detector to replace")
+            twin._det = DetectorStage(detector, self._det.input_name, self._det.preprocessing)
+        return twin
 
     # -- introspection -------------------------------------------------------------------
     @property
@@ -124,7 +178,8 @@ class Identifier:
 
     @property
     def providers(self) -> list[str]:
-        return list(self._cls.get_providers())
+        """The classifier runner's providers (onnxruntime) or its type name (others)."""
+        return runner_providers(self._cls.runner)
 
     # -- public API ----------------------------------------------------------------------
     def identify(self, image: ImageInput, *, mode: Mode = "auto", top_k: int = 5) -> IdentifyResult:
@@ -166,13 +221,13 @@ class Identifier:
             )
         return results
 
-    # -- building blocks (also used by pillsnap_train's evaluation and the benchmarks) ----
-    def detect(self, rgb: npt.NDArray[np.uint8]) -> tuple[F32, F32]:
-        """Run the detector on an RGB image: ``(Nx4 xyxy boxes in source pixels, scores)``."""
+    # -- building blocks (also used by the training tools' evaluation and the benchmarks) --
+    def detect(self, rgb: npt.NDArray[np.uint8]) -> Detections:
+        """Run the detector on an RGB image: :class:`Detections` (Nx4 xyxy boxes in source
+        pixels, scores), with the bundle's thresholds; boxes under 1 px are dropped."""
         if self._det is None:
             raise InvalidArgumentError("this bundle has no detector; use mode='single'")
-        det = self._detect(rgb, {})
-        return det.boxes, det.scores
+        return self._detect(rgb, {})
 
     def classify_probabilities(self, crops: Sequence[npt.NDArray[np.uint8]]) -> F32:
         """Calibrated class probabilities (``N x classes``) for RGB crops."""
@@ -216,30 +271,22 @@ class Identifier:
         timings["crop"] = (time.perf_counter() - t) * 1000.0
         return plan
 
-    def _detect(self, rgb: npt.NDArray[np.uint8], timings: dict[str, float]) -> _Detections:
+    def _detect(self, rgb: npt.NDArray[np.uint8], timings: dict[str, float]) -> Detections:
         assert self._det is not None
-        spec = self._bundle.manifest.detector
-        assert spec is not None
         th = self._bundle.manifest.thresholds
-        t0 = time.perf_counter()
-        tensor, geom = preprocess(rgb, spec.preprocessing)
-        t1 = time.perf_counter()
-        (raw,) = self._det.run(None, {spec.input_name: tensor[None]})[:1]
-        t2 = time.perf_counter()
-        boxes, scores = decode_yolo(
-            np.asarray(raw, dtype=np.float32),
-            th.detector_confidence,
-            th.nms_iou,
-            th.max_detections,
+        det = self._det(
+            rgb,
+            confidence=th.detector_confidence,
+            nms_iou=th.nms_iou,
+            max_detections=th.max_detections,
+            timings=timings,
         )
-        boxes = geom.to_source(boxes)
+        t = time.perf_counter()
+        boxes, scores = det
         keep = (boxes[:, 2] - boxes[:, 0] >= 1.0) & (boxes[:, 3] - boxes[:, 1] >= 1.0)
-        det = _Detections(boxes[keep], scores[keep])
-        t3 = time.perf_counter()
-        timings["detect_preprocess"] = (t1 - t0) * 1000.0
-        timings["detect"] = (t2 - t1) * 1000.0
-        timings["detect_postprocess"] = (t3 - t2) * 1000.0
-        return det
+        kept = Detections(boxes[keep], scores[keep])
+        timings["detect_postprocess"] += (time.perf_counter() - t) * 1000.0
+        return kept
 
     def _classify(self, crops: list[npt.NDArray[np.uint8]]) -> tuple[F32, float]:
         n_cls = len(self._classes)
@@ -249,17 +296,7 @@ class Identifier:
         t0 = time.perf_counter()
         batch, _ = preprocess_batch(crops, spec.preprocessing)
         pre_ms = (time.perf_counter() - t0) * 1000.0
-        step = self._cls_batch or CLASSIFIER_CHUNK
-        chunks = []
-        for i in range(0, len(crops), step):
-            part = batch[i : i + step]
-            if self._cls_batch and part.shape[0] < step:  # fixed-batch model: pad the tail
-                pad = np.zeros((step - part.shape[0], *part.shape[1:]), dtype=np.float32)
-                out = self._cls.run(None, {spec.input_name: np.concatenate([part, pad])})[0]
-                chunks.append(np.asarray(out)[: part.shape[0]])
-            else:
-                chunks.append(np.asarray(self._cls.run(None, {spec.input_name: part})[0]))
-        logits = np.concatenate(chunks).astype(np.float32, copy=False)
+        logits = self._cls.logits(batch)
         if logits.shape != (len(crops), n_cls) or not np.isfinite(logits).all():
             raise PillsnapError(
                 f"classifier returned {logits.shape} / non-finite logits; the bundle is broken"

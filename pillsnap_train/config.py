@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from .classifier.train import ClassifierConfig
 
@@ -101,14 +107,34 @@ class ExportConfig(_Cfg):
 
 
 class GateConfig(_Cfg):
+    #: Classifier parity: top-1 agreement of torch and ONNX on validation crops.
     min_top1_agreement: float = 0.995
     max_pipeline_accuracy_delta: float = 0.005
     min_detector_box_iou: float = 0.99
+    #: Detector parity: share of boxes that torch and ONNX both find at IoU >=
+    #: ``min_detector_box_iou``. Unset (deprecated), the gate reads ``min_top1_agreement``
+    #: as releases before 0.3.1 did; an unset value is left out of the config's dump so the
+    #: hash of existing work dirs does not change.
+    min_detector_matched_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
     max_variant_top1_drop: float = 0.01
     min_val_top1: float = 0.0
     #: Release blocked when more than this share of validation pills is named wrongly
     #: with status ``identified`` by the SDK pipeline (end to end, detector included).
     max_confident_wrong_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_detector_fraction(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("min_detector_matched_fraction") is None:
+            data.pop("min_detector_matched_fraction", None)
+        return data
+
+    @property
+    def detector_matched_fraction(self) -> float:
+        """The detector parity threshold (``min_top1_agreement`` when unset, deprecated)."""
+        if self.min_detector_matched_fraction is not None:
+            return self.min_detector_matched_fraction
+        return self.min_top1_agreement
 
 
 class ReleaseConfig(_Cfg):

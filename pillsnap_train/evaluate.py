@@ -2,8 +2,9 @@
 
 The SDK's own :class:`~pillsnap_sdk.Identifier` is the thing measured: end-to-end numbers
 come from the code path users run. For the torch-vs-ONNX pipeline comparison the same
-Identifier is given torch "sessions" (:class:`TorchRunner`), so the only difference between
-the two runs is the inference engine.
+Identifier runs torch modules through its public runner door
+(:meth:`~pillsnap_sdk.Identifier.with_runners` with :class:`TorchRunner`), so the only
+difference between the two runs is the inference engine.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def score_pipeline(
 
 
 class TorchRunner:
-    """Duck-types ``onnxruntime.InferenceSession.run`` with a torch module (eval, no grad)."""
+    """A :class:`pillsnap_sdk.Runner` over a torch module (eval, no grad)."""
 
     def __init__(self, module: Any, *, first_output: bool = False) -> None:
         self.module = module.eval()
@@ -168,13 +169,10 @@ class TorchRunner:
 
 def with_torch_models(idf: Identifier, classifier: Any, detector: Any | None) -> Identifier:
     """The same Identifier (same preprocessing, router, thresholds) on torch modules."""
-    import copy
-
-    twin = copy.copy(idf)
-    twin._cls = TorchRunner(classifier)
-    if detector is not None:
-        twin._det = TorchRunner(detector, first_output=True)
-    return twin
+    return idf.with_runners(
+        classifier=TorchRunner(classifier),
+        detector=TorchRunner(detector, first_output=True) if detector is not None else None,
+    )
 
 
 def classifier_agreement(torch_logits: F32, onnx_logits: F32) -> dict[str, float]:

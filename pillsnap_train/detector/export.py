@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..export.names import DETECTOR_INPUT
+
 __all__ = ["DetectorOnnxMeta", "detector_onnx_metadata", "export_detector_onnx"]
 
 
@@ -129,7 +131,7 @@ def export_detector_onnx(
 
     meta = detector_onnx_metadata(dst)
     problems = []
-    if meta.input_name != "images" or meta.input_shape != (1, 3, imgsz, imgsz):
+    if meta.input_name != DETECTOR_INPUT or meta.input_shape != (1, 3, imgsz, imgsz):
         problems.append(f"input {meta.input_name}{list(meta.input_shape)}")
     if (
         len(meta.output_shape) != 3

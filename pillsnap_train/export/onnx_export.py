@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 
 from ..torch_compat import ensure_torchvision
+from .names import CLASSIFIER_INPUT, CLASSIFIER_OUTPUT
 
 ensure_torchvision()
 
@@ -18,8 +19,6 @@ __all__ = ["OPSET", "export_classifier_onnx", "slim_onnx"]
 
 #: Fixed opset: bundles must load on the oldest onnxruntime we support (1.17 reads 17+).
 OPSET = 17
-CLASSIFIER_INPUT = "input"
-CLASSIFIER_OUTPUT = "logits"
 
 
 def slim_onnx(model: onnx.ModelProto) -> onnx.ModelProto:

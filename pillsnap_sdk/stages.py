@@ -1,0 +1,138 @@
+"""The two model stages, each behind a runner: pre-process -> forward -> post-process.
+
+A *runner* is anything with onnxruntime's ``run(output_names, feeds)`` shape
+(:class:`Runner`); the SDK builds onnxruntime sessions by default (:mod:`.runtime`), and
+other engines come in through :meth:`Identifier.with_runners
+<pillsnap_sdk.Identifier.with_runners>` (the training tools pass torch modules this way to
+compare engines on exactly the SDK's pre- and post-processing). Why a stage per model: the
+detector's letterbox + YOLO decoding and the classifier's chunked batch run are each
+written once, here, and used by the pipeline, the bench and anyone measuring a model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .postprocess import decode_yolo
+from .preprocessing import Letterbox, PreprocessSpec, preprocess
+
+__all__ = [
+    "CLASSIFIER_CHUNK",
+    "ClassifierStage",
+    "Detections",
+    "DetectorStage",
+    "Runner",
+    "runner_providers",
+]
+
+F32 = npt.NDArray[np.float32]
+#: Most crops per classifier run: bounds the onnxruntime arena's high-water mark (one
+#: 96-crop batch pinned 620 MB more) and was as fast as one big batch on 2 cores.
+CLASSIFIER_CHUNK = 16
+
+
+class Runner(Protocol):
+    """onnxruntime's ``InferenceSession.run`` shape: the first output is the one used."""
+
+    def run(self, output_names: Any, input_feed: dict[str, Any]) -> Sequence[Any]: ...
+
+
+class Detections(NamedTuple):
+    """Detector output: ``boxes`` (Nx4 xyxy, source-image pixels) and ``scores`` (N),
+    best first. A named tuple, so ``boxes, scores = idf.detect(rgb)`` keeps working."""
+
+    boxes: F32
+    scores: F32
+
+
+class DetectorStage:
+    """Letterbox -> runner -> YOLO decode + NMS -> boxes in source pixels."""
+
+    def __init__(self, runner: Runner, input_name: str, preprocessing: PreprocessSpec) -> None:
+        self.runner = runner
+        self.input_name = input_name
+        self.preprocessing = preprocessing
+
+    def forward(self, rgb: npt.NDArray[np.uint8]) -> tuple[F32, Letterbox]:
+        """The raw network output for one RGB image, and the letterbox that maps it back."""
+        raw, geom, _ = self._forward(rgb)
+        return raw, geom
+
+    def _forward(self, rgb: npt.NDArray[np.uint8]) -> tuple[F32, Letterbox, float]:
+        t0 = time.perf_counter()
+        tensor, geom = preprocess(rgb, self.preprocessing)
+        pre_ms = (time.perf_counter() - t0) * 1000.0
+        (raw,) = self.runner.run(None, {self.input_name: tensor[None]})[:1]
+        return np.asarray(raw, dtype=np.float32), geom, pre_ms
+
+    def __call__(
+        self,
+        rgb: npt.NDArray[np.uint8],
+        *,
+        confidence: float,
+        nms_iou: float,
+        max_detections: int,
+        timings: dict[str, float] | None = None,
+    ) -> Detections:
+        """Detections in source pixels (not filtered by size); ``timings`` gets the
+        ``detect_preprocess`` / ``detect`` (runner) / ``detect_postprocess`` split when given."""
+        t0 = time.perf_counter()
+        raw, geom, pre_ms = self._forward(rgb)
+        t1 = time.perf_counter()
+        boxes, scores = decode_yolo(raw, confidence, nms_iou, max_detections)
+        det = Detections(geom.to_source(boxes), scores)
+        if timings is not None:
+            timings["detect_preprocess"] = pre_ms
+            timings["detect"] = (t1 - t0) * 1000.0 - pre_ms
+            timings["detect_postprocess"] = (time.perf_counter() - t1) * 1000.0
+        return det
+
+
+class ClassifierStage:
+    """Preprocessed crops -> logits, in chunks of at most ``chunk`` per runner call.
+
+    A model exported with a fixed batch (``fixed_batch``) gets every chunk at that size,
+    the tail padded with zeros and the padding's rows dropped.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        input_name: str,
+        *,
+        chunk: int = CLASSIFIER_CHUNK,
+        fixed_batch: int | None = None,
+    ) -> None:
+        self.runner = runner
+        self.input_name = input_name
+        self.chunk = fixed_batch or chunk
+        self.fixed_batch = fixed_batch
+
+    def logits(self, batch: F32) -> F32:
+        """Logits (``N x classes``, float32) for an ``N x 3 x H x W`` batch; N may be 0."""
+        if len(batch) == 0:
+            return np.zeros((0, 0), np.float32)
+        step = self.chunk
+        chunks = []
+        for i in range(0, len(batch), step):
+            part = batch[i : i + step]
+            if self.fixed_batch and part.shape[0] < step:  # pad the tail
+                pad = np.zeros((step - part.shape[0], *part.shape[1:]), dtype=np.float32)
+                out = self.runner.run(None, {self.input_name: np.concatenate([part, pad])})[0]
+                chunks.append(np.asarray(out)[: part.shape[0]])
+            else:
+                chunks.append(np.asarray(self.runner.run(None, {self.input_name: part})[0]))
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def runner_providers(runner: Runner) -> list[str]:
+    """What a runner runs on: onnxruntime's providers, or the runner's type name."""
+    get = getattr(runner, "get_providers", None)
+    if callable(get):
+        return list(get())
+    return [type(runner).__name__]

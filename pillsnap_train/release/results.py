@@ -1,0 +1,87 @@
+"""Typed results of the release steps: what each ``steps/<step>.json`` marker holds.
+
+The markers are the contract between steps (and with work dirs written by earlier
+versions), so the keys here are exactly the ones the markers have always had; a step
+builds its result with every key it writes, and :meth:`WorkDir.step
+<.workdir.WorkDir.step>` dumps only those (``exclude_unset``), plus ``seconds``.
+Nested records (histories, per-class rows, gate rows) stay plain JSON data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "CalibrateResult",
+    "ExportResult",
+    "IngestResult",
+    "PackageResult",
+    "StepResult",
+    "TrainClassifierResult",
+    "TrainDetectorResult",
+    "VariantsResult",
+]
+
+
+class StepResult(BaseModel):
+    """Common base: markers read back from disk also carry the step's ``seconds``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float | None = None
+
+
+class IngestResult(StepResult):
+    manifest: str
+    report_file: str
+    images: Any
+    boxes: Any
+    skipped: int
+    skipped_counts: list[dict[str, int]]
+    subset: dict[str, Any] | None
+    dataset_sha256: str
+    detector_extra: dict[str, Any] | None
+
+
+class TrainClassifierResult(StepResult):
+    best: str
+    best_val_top1: float
+    history: list[dict[str, Any]]
+
+
+class TrainDetectorResult(StepResult):
+    enabled: bool
+    best: str | None = None
+
+
+class ExportResult(StepResult):
+    classifier: str
+    detector: str | None = None
+
+
+class CalibrateResult(StepResult):
+    temperature: float
+    ece_before: float
+    ece_after: float
+    unknown: dict[str, Any]
+    abstention: dict[str, Any] | None
+    background_reject: float | None
+    n_background: int
+    val_top1: float
+    val_top5: float
+    per_class: list[dict[str, Any]]
+    detector: dict[str, Any] | None = None
+
+
+class VariantsResult(StepResult):
+    variants: list[dict[str, Any]]
+
+
+class PackageResult(StepResult):
+    bundle: str
+    zip: str
+    report: str
+    gates: list[dict[str, Any]]
+    published: str | None
