@@ -416,7 +416,10 @@ class Release:
         logits = self._logits(sess, x)
         t = fit_temperature(logits, y)
         p1, pt = calibrated_softmax(logits, 1.0), calibrated_softmax(logits, t)
-        hold_x, _ = self._crop_batches("holdout", holdout=True)
+        hold_x, hold_y = self._crop_batches("holdout", holdout=True)
+        # Holdout photos also show known drugs (a table photo holds all of them): only the
+        # pills of held-out classes (label -1) measure how often unknown drugs are refused.
+        hold_x = hold_x[hold_y < 0]
         hold_p = calibrated_softmax(self._logits(sess, hold_x), t) if len(hold_x) else None
         unk = choose_unknown_threshold(pt, y, hold_p, target_accept=cc.target_known_accept)
         threshold, margin = unk.threshold, 0.0
