@@ -44,7 +44,9 @@ def _fixtures(tmp: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("backbone", ["tf_efficientnet_lite0", "resnet18"])
-def test_train_eval_dataset_is_wired_to_serving_preprocessing(tmp_path: Path, backbone: str) -> None:
+def test_train_eval_dataset_is_wired_to_serving_preprocessing(
+    tmp_path: Path, backbone: str
+) -> None:
     cfg = ClassifierConfig(backbone=backbone, img_size=96, pretrained=False)
     spec = classifier_spec(cfg)
     paths = _fixtures(tmp_path)
