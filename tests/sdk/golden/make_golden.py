@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, size in (("gradient-7x5", (5, 7)), ("gradient-40x30", (30, 40))):
         golden["inputs"].setdefault(name, input_entry(gradient(*size)))
 
-    added, rewritten = [], []
+    added: list[str] = []
+    rewritten: list[str] = []
     for name, (input_name, fields) in wanted_cases().items():
         exists = name in golden["cases"]
         rewrite = any(fnmatch.fnmatchcase(name, g) for g in args.rewrite)
