@@ -39,7 +39,10 @@ def calibrate(data: ReleaseData, exp: ExportResult) -> CalibrateResult:
     logits = classifier_logits(sess, x)
     t = fit_temperature(logits, y)
     p1, pt = calibrated_softmax(logits, 1.0), calibrated_softmax(logits, t)
-    hold_x, _ = crop_batches(data, "holdout", holdout=True)
+    hold_x, hold_y = crop_batches(data, "holdout", holdout=True)
+    # Holdout photos also show known drugs (a table photo holds all of them): only the
+    # pills of held-out classes (label -1) measure how often unknown drugs are refused.
+    hold_x = hold_x[hold_y < 0]
     hold_p = calibrated_softmax(classifier_logits(sess, hold_x), t) if len(hold_x) else None
     unk = choose_unknown_threshold(pt, y, hold_p, target_accept=cc.target_known_accept)
     threshold, margin = unk.threshold, 0.0

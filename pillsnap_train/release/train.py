@@ -60,8 +60,9 @@ def train_detector(data: ReleaseData) -> TrainDetectorResult:
 
         torch.set_num_threads(dc.threads)
     best = _detector_stage(data, yaml_path, "train", dc.epochs)
+    stages = {"train": _best_map(data.work / "detector" / "train")}
     if dc.finetune_epochs > 0:  # low-lr second stage from the first stage's weights
-        best = _detector_stage(
+        tuned = _detector_stage(
             data,
             yaml_path,
             "finetune",
@@ -69,7 +70,25 @@ def train_detector(data: ReleaseData) -> TrainDetectorResult:
             init_weights=best,
             lr0=dc.finetune_lr0,
         )
-    return TrainDetectorResult(enabled=True, best=str(best))
+        stages["finetune"] = _best_map(data.work / "detector" / "finetune")
+        # A first stage still improving when its budget ends can lose points to the
+        # second stage's warm-up; never ship the worse of the two.
+        if stages["finetune"] >= stages["train"]:
+            best = tuned
+    return TrainDetectorResult(enabled=True, best=str(best), stage_map50_95=stages)
+
+
+def _best_map(run_dir: Path) -> float:
+    """Best validation mAP@0.5:0.95 of an Ultralytics run (its ``results.csv``), -1 if none."""
+    import csv
+
+    path = run_dir / "results.csv"
+    if not path.is_file():
+        return -1.0
+    with path.open(newline="") as fh:
+        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(fh)]
+    vals = [float(r["metrics/mAP50-95(B)"]) for r in rows if r.get("metrics/mAP50-95(B)")]
+    return max(vals, default=-1.0)
 
 
 def _detector_stage(
