@@ -280,7 +280,6 @@ def test_one_profiles_file_for_bench_and_release_gate(tmp_path: Path) -> None:
     assert not (REPO / "pillsnap_train" / "profiles" / "devices.yaml").exists()  # no copy
 
 
-
 def test_accuracy_delta_from_recorded_metrics() -> None:
     m = BundleManifest.model_construct(metrics={"classifier": {"top1": 0.91}})
     sha = "0" * 64
