@@ -21,8 +21,7 @@ import onnxruntime as ort
 
 from pillsnap_sdk.bundle.loader import load_bundle
 from pillsnap_sdk.image import load_image
-from pillsnap_sdk.postprocess import decode_yolo
-from pillsnap_sdk.preprocessing import preprocess
+from pillsnap_sdk.stages import DetectorStage
 from pillsnap_train.calibrate import choose_detector_threshold
 from pillsnap_train.config import load_config
 from pillsnap_train.data.records import group_by_image
@@ -42,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         print("the bundle has no detector", file=sys.stderr)
         return 2
     sess = ort.InferenceSession(bundle.model_bytes(det.file), providers=["CPUExecutionProvider"])
+    stage = DetectorStage(sess, det.input_name, det.preprocessing)
 
     def detect(path: str) -> tuple[np.ndarray, np.ndarray]:
         # The bundle's own preprocessing and NMS; a low threshold shows the whole PR curve.
-        tensor, geom = preprocess(load_image(path), det.preprocessing)
-        raw = np.asarray(sess.run(None, {det.input_name: tensor[None]})[0], np.float32)
-        boxes, scores = decode_yolo(raw, 0.01, th.nms_iou, th.max_detections)
-        return geom.to_source(boxes), scores
+        return stage(
+            load_image(path), confidence=0.01, nms_iou=th.nms_iou, max_detections=th.max_detections
+        )
 
     sets = {
         "sources (val)": rel.split("val"),
