@@ -18,7 +18,9 @@ def identify_jsonl(args: argparse.Namespace) -> int:
         print("pillsnap: error: --workers needs --jsonl OUT (the archive output)", file=sys.stderr)
         return 2
     if args.annotate is not None or args.json:
-        print("pillsnap: error: --jsonl cannot be combined with --annotate or --json", file=sys.stderr)
+        print(
+            "pillsnap: error: --jsonl cannot be combined with --annotate or --json", file=sys.stderr
+        )
         return 2
     opts = IdentifyOptions(
         bundle=args.bundle or default_bundle_path(),

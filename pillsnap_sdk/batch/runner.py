@@ -32,7 +32,7 @@ class BatchSummary:
     @property
     def exit_code(self) -> int:
         tried = self.identified + self.failed
-        return 1 if tried == 0 and self.skipped == 0 or tried and not self.identified else 0
+        return 1 if (tried == 0 and self.skipped == 0) or (tried and not self.identified) else 0
 
 
 def run_jsonl(

@@ -32,9 +32,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..batch.pool import available_cpus, try_identify
 from ..errors import InvalidArgumentError
 from ..pipeline import Identifier, Mode
-from ..batch.pool import available_cpus, try_identify
 
 __all__ = ["IdentifyBatches"]
 
@@ -45,9 +45,10 @@ def _actor_cpus() -> int:
         import ray
 
         if ray.is_initialized():
-            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-            if cpus:
-                return max(1, int(cpus))
+            ctx = ray.get_runtime_context()
+            cpus = float(ctx.get_assigned_resources().get("CPU") or 0)  # type: ignore[no-untyped-call]
+            if cpus > 0:
+                return max(1, round(cpus))
     except ImportError:
         pass
     return available_cpus()
@@ -75,7 +76,9 @@ class IdentifyBatches:
             bundle, intra_op_threads=self.threads, providers=providers
         )
         # Bad arguments fail the actor's start once, not every photo as an error row.
-        if mode not in ("auto", "single", "combo") or (mode == "combo" and not self._idf.has_detector):
+        if mode not in ("auto", "single", "combo") or (
+            mode == "combo" and not self._idf.has_detector
+        ):
             raise InvalidArgumentError(f"mode {mode!r} is not usable with this bundle")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise InvalidArgumentError(f"top_k must be a positive int, got {top_k!r}")

@@ -46,7 +46,7 @@ def test_glob_list_file_stdin_and_plain_paths(tmp_path: Path) -> None:
         "-",
         "missing.jpg",
     ]
-    stdin_item = [i for i in expand_inputs(["-"], stdin_bytes=b"img")][0]
+    stdin_item = next(iter(expand_inputs(["-"], stdin_bytes=b"img")))
     assert stdin_item.source == b"img"
 
 
