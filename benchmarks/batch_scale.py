@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -46,8 +47,13 @@ def make_photos(root: Path, n: int) -> None:
         (d / f"p{i:06d}.jpg").write_bytes(variants[i % len(variants)])
 
 
-def run_tree(cmd: list[str]) -> tuple[float, int, str]:
-    """Run ``cmd``; return (wall s, peak summed RSS bytes of its process tree, stderr)."""
+def run_tree(cmd: list[str]) -> tuple[float, float, int, str]:
+    """Run ``cmd``; return (wall s, CPU s, peak summed RSS bytes of its process tree, log).
+
+    CPU seconds (user + sys of every reaped descendant) are what a busy, shared machine
+    distorts least, and what a cluster bill is made of.
+    """
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
@@ -65,9 +71,11 @@ def run_tree(cmd: list[str]) -> tuple[float, int, str]:
         time.sleep(0.1)
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
     if proc.returncode != 0:
         raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{out}\n{err}")
-    return wall, peak, out + err
+    return wall, cpu, peak, out + err
 
 
 def names_jsonl(path: Path) -> dict[str, list[str]]:
@@ -132,11 +140,13 @@ def main() -> None:
                 cmd += [str(out), "--actors", str(args.workers)]
             else:
                 raise SystemExit(f"unknown mode {mode}")
-            wall, peak, log = run_tree(cmd)
+            wall, cpu, peak, log = run_tree(cmd)
             answers[mode] = names_parquet(out) if mode == "ray" else names_jsonl(out)
             runs[mode] = {
                 "wall_s": round(wall, 1),
                 "images_per_s": round(args.n / wall, 2),
+                "cpu_s": round(cpu, 1),
+                "cpu_ms_per_image": round(1000 * cpu / args.n),
                 "peak_rss_mb": round(peak / 1e6),
                 "records": len(answers[mode]),
                 "load_avg_after": os.getloadavg()[0],

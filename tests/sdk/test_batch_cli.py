@@ -137,3 +137,12 @@ def assert_same(got: dict[str, object], want: dict[str, object]) -> None:
         if w["bbox"] is not None:
             for k in ("x1", "y1", "x2", "y2"):
                 assert abs(g["bbox"][k] - w["bbox"][k]) <= 1e-3
+
+
+def test_a_dead_worker_is_a_typed_error_not_a_hang(tmp_path: Path) -> None:
+    """Workers that cannot start (here: no bundle) end the run with BatchWorkerError."""
+    from pillsnap_sdk.batch import BatchWorkerError, IdentifyOptions, InputItem, identify_stream
+
+    opts = IdentifyOptions(bundle=tmp_path / "no-such-bundle", workers=2)
+    with pytest.raises(BatchWorkerError, match="re-run the same command to resume"):
+        list(identify_stream([InputItem("a.jpg"), InputItem("b.jpg")], opts))
