@@ -74,7 +74,7 @@ def run_tree(cmd: list[str]) -> tuple[float, float, int, str]:
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
     if proc.returncode != 0:
-        raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{out}\n{err}")
+        raise RuntimeError(f"exit {proc.returncode}: {(out + err).strip()[-500:]}")
     return wall, cpu, peak, out + err
 
 
@@ -140,7 +140,12 @@ def main() -> None:
                 cmd += [str(out), "--actors", str(args.workers)]
             else:
                 raise SystemExit(f"unknown mode {mode}")
-            wall, cpu, peak, log = run_tree(cmd)
+            try:
+                wall, cpu, peak, log = run_tree(cmd)
+            except RuntimeError as exc:  # record it, and still measure the other modes
+                runs[mode] = {"failed": str(exc)}  # type: ignore[dict-item]
+                print(mode, "FAILED", exc, flush=True)
+                continue
             answers[mode] = names_parquet(out) if mode == "ray" else names_jsonl(out)
             runs[mode] = {
                 "wall_s": round(wall, 1),
@@ -152,9 +157,9 @@ def main() -> None:
                 "load_avg_after": os.getloadavg()[0],
             }
             print(mode, runs[mode], log.strip().splitlines()[-1:], flush=True)
-        base = next(iter(answers.values()))
+        base = next(iter(answers.values()), {})
         report["same_names_as_first_mode"] = {m: a == base for m, a in answers.items()}
-        if "pool" in runs and "ray" in runs:
+        if "wall_s" in runs.get("pool", {}) and "wall_s" in runs.get("ray", {}):
             report["ray_overhead_vs_pool_pct"] = round(
                 100 * (runs["ray"]["wall_s"] / runs["pool"]["wall_s"] - 1), 1
             )
