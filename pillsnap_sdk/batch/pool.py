@@ -143,23 +143,23 @@ def _pooled(items: Iterable[InputItem], opts: IdentifyOptions) -> Iterator[Outco
     )
     window: deque[tuple[InputItem, Future[Outcome]]] = deque()
     limit = IN_FLIGHT_PER_WORKER * opts.workers
+    item: InputItem | None = None
     try:
         for item in items:
+            # submit() itself raises BrokenProcessPool once a worker has died
             window.append((item, pool.submit(_work, item, opts.mode, opts.top_k)))
             if len(window) >= limit:
-                yield _result(*window.popleft())
+                item = window[0][0]
+                yield window.popleft()[1].result()
         while window:
-            yield _result(*window.popleft())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _result(item: InputItem, fut: Future[Outcome]) -> Outcome:
-    try:
-        return fut.result()
+            item = window[0][0]
+            yield window.popleft()[1].result()
     except BrokenProcessPool as exc:
+        where = f" around {item.name}" if item is not None else ""
         raise BatchWorkerError(
-            f"a worker process died while identifying photos around {item.name} (killed, "
-            "out of memory, or the bundle failed to load in it); the output so far is kept: "
+            f"a worker process died while identifying photos{where} (killed, out of "
+            "memory, or the bundle failed to load in it); the output so far is kept: "
             "re-run the same command to resume"
         ) from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
