@@ -284,15 +284,21 @@ class Release:
 
             torch.set_num_threads(dc.threads)
         best = self._detector_stage(yaml_path, "train", dc.epochs)
+        stages = {"train": _best_map(self.work / "detector" / "train")}
         if dc.finetune_epochs > 0:  # low-lr second stage from the first stage's weights
-            best = self._detector_stage(
+            tuned = self._detector_stage(
                 yaml_path,
                 "finetune",
                 dc.finetune_epochs,
                 init_weights=best,
                 lr0=dc.finetune_lr0,
             )
-        return {"enabled": True, "best": str(best)}
+            stages["finetune"] = _best_map(self.work / "detector" / "finetune")
+            # A first stage still improving when its budget ends can lose points to the
+            # second stage's warm-up; never ship the worse of the two.
+            if stages["finetune"] >= stages["train"]:
+                best = tuned
+        return {"enabled": True, "best": str(best), "stage_map50_95": stages}
 
     def _detector_stage(self, data_yaml: Path, name: str, epochs: int, **stage: Any) -> Path:
         """One Ultralytics run under ``detector/<name>``; a finished run is reused on resume."""
@@ -884,6 +890,19 @@ class Release:
                 row["detail"],
             )
         return gates
+
+
+def _best_map(run_dir: Path) -> float:
+    """Best validation mAP@0.5:0.95 of an Ultralytics run (its ``results.csv``), -1 if none."""
+    import csv
+
+    path = run_dir / "results.csv"
+    if not path.is_file():
+        return -1.0
+    with path.open(newline="") as fh:
+        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(fh)]
+    vals = [float(r["metrics/mAP50-95(B)"]) for r in rows if r.get("metrics/mAP50-95(B)")]
+    return max(vals, default=-1.0)
 
 
 def _torch_logits(model: Any, x: F32) -> F32:
