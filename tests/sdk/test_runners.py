@@ -1,0 +1,67 @@
+"""The runner door: other engines run through the SDK's own stages, results unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tinymodels import make_bundle
+
+from pillsnap_sdk import Detections, Identifier, InvalidArgumentError, Runners
+from pillsnap_sdk.image import load_image
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "models" / "pushin-pill-edge"
+PHOTO = REPO / "examples" / "multi_pills.jpg"
+
+
+class CountingRunner:
+    """Wraps a runner and counts its calls (a stand-in for another engine)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, 0
+
+    def run(self, names: Any, feeds: dict[str, Any]) -> Any:
+        self.calls += 1
+        return self.inner.run(names, feeds)
+
+
+@pytest.fixture(scope="module")
+def idf() -> Identifier:
+    return Identifier.from_bundle(BUNDLE)
+
+
+def test_with_runners_gives_the_same_results(idf: Identifier) -> None:
+    import onnxruntime as ort
+
+    b = idf.manifest
+    src = BUNDLE
+    cls = CountingRunner(ort.InferenceSession(str(src / b.classifier.file)))
+    assert b.detector is not None
+    det = CountingRunner(ort.InferenceSession(str(src / b.detector.file)))
+    twin = idf.with_runners(classifier=cls, detector=det)
+    a, t = idf.identify(PHOTO), twin.identify(PHOTO)
+    assert cls.calls >= 1 and det.calls == 1
+    assert a.model_dump(exclude={"timings_ms"}) == t.model_dump(exclude={"timings_ms"})
+    assert twin.providers == ["CountingRunner"] and idf.providers == ["CPUExecutionProvider"]
+    # from_bundle(runners=...) is the same door
+    via = Identifier.from_bundle(BUNDLE, runners=Runners(detector=det))
+    assert via.identify(PHOTO).model_dump(exclude={"timings_ms"}) == a.model_dump(
+        exclude={"timings_ms"}
+    )
+
+
+def test_detect_returns_detections(idf: Identifier) -> None:
+    det = idf.detect(load_image(PHOTO))
+    assert isinstance(det, Detections)
+    boxes, scores = det  # still unpacks like the old tuple
+    assert boxes.shape == (len(scores), 4) and boxes.dtype == np.float32
+    assert len(scores) == 8
+
+
+def test_with_runners_refuses_a_detector_for_a_bundle_without_one(tmp_path: Path) -> None:
+    single = Identifier.from_bundle(make_bundle(tmp_path, detector=False))
+    with pytest.raises(InvalidArgumentError):
+        single.with_runners(detector=CountingRunner(None))
