@@ -54,8 +54,8 @@ class TrainClassifierResult(StepResult):
 class TrainDetectorResult(StepResult):
     enabled: bool
     best: str | None = None
-    #: Best val mAP@0.5:0.95 of each stage (``train``, ``finetune``); the better one ships.
-    stage_map50_95: dict[str, float] | None = None
+    #: Val AP@0.5 of each stage's kept epoch (``train``, ``finetune``); the better ships.
+    stage_ap50: dict[str, float] | None = None
 
 
 class ExportResult(StepResult):

@@ -60,7 +60,7 @@ def train_detector(data: ReleaseData) -> TrainDetectorResult:
 
         torch.set_num_threads(dc.threads)
     best = _detector_stage(data, yaml_path, "train", dc.epochs)
-    stages = {"train": _best_map(data.work / "detector" / "train")}
+    stages = {"train": _best_ap50(data.work / "detector" / "train")}
     if dc.finetune_epochs > 0:  # low-lr second stage from the first stage's weights
         tuned = _detector_stage(
             data,
@@ -70,25 +70,32 @@ def train_detector(data: ReleaseData) -> TrainDetectorResult:
             init_weights=best,
             lr0=dc.finetune_lr0,
         )
-        stages["finetune"] = _best_map(data.work / "detector" / "finetune")
+        stages["finetune"] = _best_ap50(data.work / "detector" / "finetune")
         # A first stage still improving when its budget ends can lose points to the
-        # second stage's warm-up; never ship the worse of the two.
+        # second stage's warm-up; never ship the worse of the two (by AP@0.5, the
+        # IoU the release scores pills at).
         if stages["finetune"] >= stages["train"]:
             best = tuned
-    return TrainDetectorResult(enabled=True, best=str(best), stage_map50_95=stages)
+    return TrainDetectorResult(enabled=True, best=str(best), stage_ap50=stages)
 
 
-def _best_map(run_dir: Path) -> float:
-    """Best validation mAP@0.5:0.95 of an Ultralytics run (its ``results.csv``), -1 if none."""
+def _best_ap50(run_dir: Path) -> float:
+    """Validation mAP@0.5 of the epoch an Ultralytics run kept as ``best.pt`` (the epoch of
+    highest fitness, 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95), from its ``results.csv``; -1 if none."""
     import csv
 
     path = run_dir / "results.csv"
     if not path.is_file():
         return -1.0
     with path.open(newline="") as fh:
-        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(fh)]
-    vals = [float(r["metrics/mAP50-95(B)"]) for r in rows if r.get("metrics/mAP50-95(B)")]
-    return max(vals, default=-1.0)
+        rows = [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(fh)]
+    scored = [
+        (0.1 * float(r["metrics/mAP50(B)"]) + 0.9 * float(r["metrics/mAP50-95(B)"]),
+         float(r["metrics/mAP50(B)"]))
+        for r in rows
+        if r.get("metrics/mAP50(B)") and r.get("metrics/mAP50-95(B)")
+    ]  # fmt: skip
+    return max(scored)[1] if scored else -1.0
 
 
 def _detector_stage(

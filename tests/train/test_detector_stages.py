@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pillsnap_train.release import _best_map
+from pillsnap_train.release import _best_ap50
 
 
-def _results(run: Path, maps: list[float]) -> Path:
+def _results(run: Path, rows: list[tuple[float, float]]) -> Path:
     run.mkdir(parents=True)
     head = "                  epoch,  metrics/mAP50(B),  metrics/mAP50-95(B)\n"
-    rows = "".join(f"{i + 1},{m + 0.3},{m}\n" for i, m in enumerate(maps))
-    (run / "results.csv").write_text(head + rows)
+    body = "".join(f"{i + 1}, {a}, {b}\n" for i, (a, b) in enumerate(rows))
+    (run / "results.csv").write_text(head + body)
     return run
 
 
-def test_best_map_reads_the_best_epoch_and_tolerates_padding(tmp_path: Path) -> None:
-    assert _best_map(_results(tmp_path / "a", [0.1, 0.42, 0.4])) == 0.42
-    assert _best_map(tmp_path / "missing") == -1.0
-    assert _best_map(_results(tmp_path / "empty", [])) == -1.0
+def test_ap50_is_read_at_the_epoch_ultralytics_kept(tmp_path: Path) -> None:
+    # Epoch 2 has the highest mAP@0.5 but epoch 3 the highest fitness: best.pt is epoch 3.
+    run = _results(tmp_path / "a", [(0.50, 0.20), (0.81, 0.30), (0.78, 0.42)])
+    assert _best_ap50(run) == 0.78
+    assert _best_ap50(tmp_path / "missing") == -1.0
+    assert _best_ap50(_results(tmp_path / "empty", [])) == -1.0
