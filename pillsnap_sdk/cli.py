@@ -46,8 +46,18 @@ PILLSNAP_THREADS (onnxruntime threads per model), PILLSNAP_HOME (download cache)
 """
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; each option's help shows its default when it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.option_strings
+            and action.default not in (None, False, argparse.SUPPRESS)
+            and "%(default)" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
 
 
 def _verbosity() -> argparse.ArgumentParser:
@@ -58,7 +68,7 @@ def _verbosity() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=argparse.SUPPRESS,
-        help="more detail on stderr (which bundle, timings; -vv: debug logs)",
+        help="more detail on stderr (which bundle is used; -vv: debug logs)",
     )
     common.add_argument(
         "-q",
@@ -94,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         "--bundle",
         help="bundle dir, .zip or installed bundle name (default: see below)",
     )
-    ident.add_argument("--mode", choices=["auto", "single", "combo"], default="auto")
+    ident.add_argument(
+        "--mode",
+        choices=["auto", "single", "combo"],
+        default="auto",
+        help="auto: detector decides; single: classify the whole photo; combo: crop detections",
+    )
     ident.add_argument(
         "--top-k", type=_positive_int, default=5, help="candidates listed per pill (as the API)"
     )
@@ -109,7 +124,10 @@ def _parser() -> argparse.ArgumentParser:
         help="write a picture with boxes and names (a .png file; a folder for several images)",
     )
     ident.add_argument(
-        "--threads", type=_positive_int, default=None, help="onnxruntime intra-op threads"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="onnxruntime intra-op threads per model (default: $PILLSNAP_THREADS, else onnxruntime's)",
     )
 
     bundle = sub.add_parser(

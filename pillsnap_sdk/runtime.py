@@ -180,8 +180,7 @@ def _usable_providers(
     if absent:
         msg = (
             f"{spec.file}: requested provider(s) {absent} not available in this onnxruntime "
-            f"build (available: {sorted(available)}); install the matching onnxruntime build "
-            "(e.g. pillsnap[gpu]) and drivers"
+            f"build (available: {sorted(available)}). To install: {_hints(absent)}"
         )
         if strict:
             raise ProviderUnavailableError(msg)

@@ -48,9 +48,7 @@ def _fake_install(site: Path, bundle: Path, name: str, module: str) -> Path:
     info = site / f"{module}-1.0.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0.0\n")
-    (info / "entry_points.txt").write_text(
-        f"[pillsnap.bundles]\n{name} = {module}:bundle_path\n"
-    )
+    (info / "entry_points.txt").write_text(f"[pillsnap.bundles]\n{name} = {module}:bundle_path\n")
     return pkg
 
 
