@@ -127,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive_int,
         default=None,
-        help="onnxruntime intra-op threads per model (default: $PILLSNAP_THREADS, else onnxruntime's)",
+        help="onnxruntime intra-op threads per model "
+        "(default: $PILLSNAP_THREADS, else onnxruntime's)",
     )
 
     bundle = sub.add_parser(

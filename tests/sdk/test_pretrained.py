@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import shutil
 import itertools
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +81,7 @@ def test_from_pretrained_unknown_name_lists_installed(site: Path, tiny_bundle: P
 def test_installed_package_is_verified(site: Path, tiny_bundle: Path) -> None:
     pkg = _fake_install(site, tiny_bundle, "tiny-test", "pillsnap_bundle_tiny_test")
     (pkg / "bundle" / "labels.json").write_text("{}")
-    with pytest.raises(BundleIntegrityError, match="labels.json"):
+    with pytest.raises(BundleIntegrityError, match=r"labels\.json"):
         Identifier.from_pretrained("tiny-test")
 
 

@@ -24,9 +24,7 @@ def test_wheel_layout_metadata_and_record(tiny_bundle: Path, tmp_path: Path) -> 
         names = zf.namelist()
         info = "pillsnap_bundle_tiny_test-1.0.0.dist-info"
         bundle_files = sorted(load_bundle(tiny_bundle).files)
-        assert sorted(
-            n.split("/bundle/", 1)[1] for n in names if "/bundle/" in n
-        ) == bundle_files
+        assert sorted(n.split("/bundle/", 1)[1] for n in names if "/bundle/" in n) == bundle_files
         eps = zf.read(f"{info}/entry_points.txt").decode()
         assert "[pillsnap.bundles]\ntiny-test = pillsnap_bundle_tiny_test:bundle_path" in eps
         meta = zf.read(f"{info}/METADATA").decode()

@@ -43,9 +43,7 @@ def test_without_train_extra_one_clear_line() -> None:
         "from pillsnap_train.cli import main\n"
         "sys.exit(main(['release', '--config', 'nope.yaml']))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
