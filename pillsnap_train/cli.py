@@ -160,10 +160,16 @@ def _bundle_wheel(bundle_dir: Path, out: Path) -> int:
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    import yaml
+
     from .config import load_config
     from .release import GateFailure, run_release
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: pydantic validation
+        print(f"pillsnap-train: error: config {args.config}: {exc}", file=sys.stderr)
+        return 2
     if args.command == "robustness":
         return _robustness(cfg, args.bundle, args.scenes, args.json, args.output)
     until = "package" if args.command == "release" else args.command

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,14 @@ def test_eta_line_scales_with_this_runs_pace(monkeypatch: pytest.MonkeyPatch) ->
     second = eta.line("train-detector")
     left2 = left - REFERENCE_SECONDS["train-classifier"]
     assert f"about {2 * left2 / 60:.0f} min left" in second and "x 2.00" in second
+
+
+def test_missing_or_bad_config_is_one_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["release", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    assert cli.main(["ingest", "--config", str(bad)]) == 2
+    assert "bad.yaml" in capsys.readouterr().err
