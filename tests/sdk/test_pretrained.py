@@ -185,6 +185,9 @@ def server(zipped: bytes) -> Iterator[_Server]:
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "home"
     monkeypatch.setenv("PILLSNAP_HOME", str(d))
+    for var in ("http_proxy", "https_proxy", "all_proxy"):  # urllib would route 127.0.0.1
+        monkeypatch.delenv(var, raising=False)  # through a proxy set for the machine
+        monkeypatch.delenv(var.upper(), raising=False)
     return d
 
 
