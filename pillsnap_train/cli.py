@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--config", required=True, help="the config whose work_dir holds the split")
     rb.add_argument("--bundle", help="bundle dir or zip (default: the config's published one)")
     rb.add_argument("--scenes", type=int, default=30, help="plain-table scenes (0 skips them)")
+    rb.add_argument("--piles", type=int, default=10, help="dense-pile scenes (0 skips them)")
     rb.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
     rb.add_argument("-o", "--output", help="also write the rows to this JSON file")
     bundle = sub.add_parser("bundle", help="package a bundle for distribution")
@@ -171,7 +172,7 @@ def _train_command(args: argparse.Namespace) -> int:
         print(f"pillsnap-train: error: config {args.config}: {exc}", file=sys.stderr)
         return 2
     if args.command == "robustness":
-        return _robustness(cfg, args.bundle, args.scenes, args.json, args.output)
+        return _robustness(cfg, args.bundle, args.scenes, args.piles, args.json, args.output)
     until = "package" if args.command == "release" else args.command
     command = f"pillsnap-train {args.command} --config {args.config}"
     try:
@@ -191,15 +192,20 @@ def _train_command(args: argparse.Namespace) -> int:
 
 
 def _robustness(
-    cfg: Any, bundle: str | None, scenes: int, as_json: bool, json_out: str | None
+    cfg: Any,
+    bundle: str | None,
+    scenes: int,
+    piles: int,
+    as_json: bool,
+    json_out: str | None,
 ) -> int:
     from pillsnap_sdk import Identifier, PillsnapError
 
     from .release import Release
     from .robustness import evaluate_robustness, format_table
 
-    if scenes < 0:
-        print("pillsnap-train: --scenes must be >= 0", file=sys.stderr)
+    if scenes < 0 or piles < 0:
+        print("pillsnap-train: --scenes and --piles must be >= 0", file=sys.stderr)
         return 2
     rel = Release(cfg, command="pillsnap-train robustness", read_only=True)
     if rel.done("ingest") is None:
@@ -218,6 +224,7 @@ def _robustness(
         idf,
         val,
         plain_table=scenes,
+        dense_piles=piles,
         seed=cfg.seed + 1234,
         progress=lambda name: print(f"[robustness] {name}", file=sys.stderr),
     )

@@ -72,3 +72,16 @@ def test_missing_or_bad_config_is_one_message(
     bad.write_text("name: [unclosed\n")
     assert cli.main(["ingest", "--config", str(bad)]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_eta_parallel_training_counts_the_longer_step_and_skips() -> None:
+    steps = list(release.STEPS)
+    serial = ReleaseEta(steps).line("ingest")
+    par = ReleaseEta(steps, parallel=True)
+    left = sum(REFERENCE_SECONDS.values()) - REFERENCE_SECONDS["train-classifier"]
+    assert f"about {left / 60:.0f} min left" in par.line("ingest") and serial != par.line("ingest")
+    par.skip("ingest")
+    par.skip("train-detector")  # done by the side process
+    par.skip("train-classifier")
+    rest = sum(REFERENCE_SECONDS[s] for s in steps[3:])
+    assert f"about {rest:.0f} s left" in par.line("export")
