@@ -202,7 +202,8 @@ def test_cli_on_a_released_bundle(  # type: ignore[no-untyped-def]
     assert json.loads(capsys.readouterr().out) == data  # --json: the same rows on stdout
     assert data["bundle"] == "tiny-e2e@0.0.1"
     rows = {r["condition"]: r for r in data["rows"]}
-    assert "plain-table" in rows and len(rows) == len(CAMERA_SHIFTS) + 2
+    # none + shifts + upscaled-12mp + plain-table + dense-pile (--piles defaults to 10)
+    assert {"plain-table", "dense-pile"} <= set(rows) and len(rows) == len(CAMERA_SHIFTS) + 4
     # Same bundle, same photos, same scoring: the "none" row is the release report's number.
     report = json.loads((release_run.work / "bundle" / "report.json").read_text())
     for key in ("n_pills", "found", "correct", "false_positives"):
