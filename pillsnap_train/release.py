@@ -41,6 +41,7 @@ from .calibrate import (
 )
 from .config import ReleaseConfig
 from .data.records import BoxRecord, ClassInfo, class_table, group_by_image, read_manifest
+from .eta import ReleaseEta
 from .evaluate import GroundTruthImage, classifier_agreement, score_pipeline, with_torch_models
 from .package import labels_file, package_bundle, render_model_card, write_report
 
@@ -960,6 +961,11 @@ def run_release(
     }
     results = {}
     todo = [until] if only else STEPS[: STEPS.index(until) + 1]
+    eta = ReleaseEta(
+        todo,
+        already_done=[s for s in todo if rel.done(s) is not None],
+        parallel=cfg.parallel_training,
+    )
     side: Any = None
     for s in todo:
         if (
@@ -973,7 +979,14 @@ def run_release(
             side.join()
             if side.exitcode != 0:
                 raise GateFailure(f"detector training process failed (exit {side.exitcode})")
+        ran = rel.done(s) is None  # after the join: the side process may have done it
+        if ran:
+            _log(eta.line(s))
+        else:
+            eta.skip(s)
         results[s] = rel.step(s, fns[s])
+        if ran:
+            eta.finished(s, float(results[s].get("seconds", 0.0)))
     return results
 
 
