@@ -1,6 +1,7 @@
 """pillsnap_sdk: identify pills in photos with a verified, versioned ONNX model bundle.
 
 >>> from pillsnap_sdk import Identifier
+>>> idf = Identifier.from_pretrained("pushin-pill-edge")            # doctest: +SKIP
 >>> idf = Identifier.from_bundle("models/pushin-pill-edge")       # doctest: +SKIP
 >>> res = idf.identify("examples/multi_pills.jpg")                  # doctest: +SKIP
 >>> [(p.label.name if p.label else "unknown") for p in res.pills]  # doctest: +SKIP
@@ -14,6 +15,7 @@ from .errors import (
     BundleIntegrityError,
     InvalidArgumentError,
     InvalidImageError,
+    MissingDependencyError,
     PillsnapError,
     ProviderUnavailableError,
     UnsupportedBundleError,
@@ -34,6 +36,7 @@ __all__ = [
     "IdentifyResult",
     "InvalidArgumentError",
     "InvalidImageError",
+    "MissingDependencyError",
     "Mode",
     "PillResult",
     "PillsnapError",

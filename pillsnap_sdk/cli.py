@@ -1,20 +1,22 @@
 """``pillsnap`` command line: identify photos, inspect and verify bundles, benchmark.
 
 Exit codes: 0 success; 1 a photo or bundle was refused (the message says why);
-2 usage error.
+2 usage error; 141 stdout was closed early (e.g. ``| head``), as for SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .batch.inputs import expand_inputs
 from .bundle.loader import load_bundle
-from .defaults import default_bundle_path
+from .defaults import default_bundle_path, resolve_bundle
 from .errors import BundleError, InvalidArgumentError, InvalidImageError, PillsnapError
 from .pipeline import Identifier
 from .results import IdentifyResult
@@ -30,22 +32,97 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_EPILOG = """examples:
+  pillsnap identify photo.jpg                      # the default bundle, a table per photo
+  pillsnap identify a.jpg b.jpg --json > out.jsonl # one JSON object per photo on stdout
+  pillsnap identify photo.jpg --bundle pushin-pill-edge --annotate out.png
+  pillsnap identify *.jpg --coco results.json      # also a COCO file for the set
+  pillsnap bundle verify models/pushin-pill-edge
+  pillsnap schema result > result.schema.json
+
+Without --bundle: $PILLSNAP_BUNDLE (path or installed bundle name), else models/DEFAULT
+of a source checkout, else the installed bundle package (pillsnap.bundles).
+Environment: PILLSNAP_PROVIDERS (e.g. CUDAExecutionProvider,CPUExecutionProvider),
+PILLSNAP_THREADS (onnxruntime threads per model), PILLSNAP_HOME (download cache).
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; each option's help shows its default when it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.option_strings
+            and action.default not in (None, False, argparse.SUPPRESS)
+            and "%(default)" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _verbosity() -> argparse.ArgumentParser:
+    """-q/-v accepted before or after the subcommand (SUPPRESS keeps the earlier one)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="more detail on stderr (which bundle is used; -vv: debug logs)",
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="only results and errors: no notes or warnings on stderr",
+    )
+    return common
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pillsnap", description="Identify pills in photos.")
+    common = _verbosity()
+    p = argparse.ArgumentParser(
+        prog="pillsnap",
+        description="Identify pills in photos.",
+        epilog=_EPILOG,
+        formatter_class=_Formatter,
+        parents=[common],
+    )
     p.add_argument("--version", action="version", version=f"pillsnap {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    ident = sub.add_parser("identify", help="identify the pills in one or more photos")
+    ident = sub.add_parser(
+        "identify",
+        help="identify the pills in one or more photos",
+        epilog=_EPILOG,
+        formatter_class=_Formatter,
+        parents=[common],
+    )
     ident.add_argument(
         "images",
         nargs="+",
         metavar="INPUT",
         help="photo, folder (recursive), glob, LIST.txt (one path per line) or - (stdin)",
     )
-    ident.add_argument("--bundle", type=Path, help="bundle dir or .zip (default: models/)")
-    ident.add_argument("--mode", choices=["auto", "single", "combo"], default="auto")
-    ident.add_argument("--top-k", type=int, default=3)
-    ident.add_argument("--json", action="store_true", help="one JSON object per image")
+    ident.add_argument(
+        "--bundle",
+        help="bundle dir, .zip or installed bundle name (default: see below)",
+    )
+    ident.add_argument(
+        "--mode",
+        choices=["auto", "single", "combo"],
+        default="auto",
+        help="auto: detector decides; single: classify the whole photo; combo: crop detections",
+    )
+    ident.add_argument(
+        "--top-k", type=_positive_int, default=5, help="candidates listed per pill (as the API)"
+    )
+    ident.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    ident.add_argument(
+        "--coco", type=Path, metavar="FILE", help="also write all results as one COCO JSON file"
+    )
     ident.add_argument(
         "--annotate",
         type=Path,
@@ -53,7 +130,11 @@ def _parser() -> argparse.ArgumentParser:
         help="write a picture with boxes and names (a .png file; a folder for several images)",
     )
     ident.add_argument(
-        "--threads", type=_positive_int, default=None, help="onnxruntime intra-op threads"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="onnxruntime intra-op threads per model "
+        "(default: $PILLSNAP_THREADS, else onnxruntime's)",
     )
     ident.add_argument(
         "--jsonl",
@@ -65,15 +146,29 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=1, help="with --jsonl: worker processes"
     )
 
-    bundle = sub.add_parser("bundle", help="inspect or verify a model bundle")
+    bundle = sub.add_parser(
+        "bundle", help="inspect or verify a model bundle", formatter_class=_Formatter
+    )
     bsub = bundle.add_subparsers(dest="bundle_command", required=True)
-    info = bsub.add_parser("info", help="print a bundle's manifest summary")
+    info = bsub.add_parser("info", help="print a bundle's manifest summary", parents=[common])
     info.add_argument("path", type=Path)
-    info.add_argument("--json", action="store_true")
-    verify = bsub.add_parser("verify", help="check hashes, file list, versions and models")
+    info.add_argument("--json", action="store_true", help="the manifest as JSON on stdout")
+    verify = bsub.add_parser(
+        "verify", help="check hashes, file list, versions and models", parents=[common]
+    )
     verify.add_argument("path", type=Path)
 
-    bench = sub.add_parser("bench", help="latency of the SDK against the onnxruntime floor")
+    schema = sub.add_parser(
+        "schema", help="print a JSON Schema (results or bundle manifest)", parents=[common]
+    )
+    schema.add_argument("which", choices=["result", "manifest"])
+
+    bench = sub.add_parser(
+        "bench",
+        help="latency of the SDK against the onnxruntime floor",
+        formatter_class=_Formatter,
+        parents=[common],
+    )
     bench_arguments(bench)
     return p
 
@@ -95,12 +190,40 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; a reader that closes stdout early (``| head``) ends it quietly."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass  # stdout is not a real file (tests): nothing to flush at exit
+        return 141
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    verbose = int(getattr(args, "verbose", 0) or 0)
+    level = logging.ERROR if getattr(args, "quiet", False) else logging.WARNING
+    if verbose:
+        level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(stream=sys.stderr, level=level, format="pillsnap: %(message)s")
+    logging.getLogger("pillsnap_sdk").setLevel(level)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    _setup_logging(args)
     try:
         if args.command == "identify":
             return _identify(args)
         if args.command == "bundle":
             return _bundle(args)
+        if args.command == "schema":
+            return _schema(args.which)
         if args.command == "bench":
             from .bench.cli import run_cli_bench_args
 
@@ -111,18 +234,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _schema(which: str) -> int:
+    if which == "result":
+        from .result_schema import render
+    else:
+        from .bundle.schema import render
+    sys.stdout.write(render())
+    return 0
+
+
 def _identify(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        print("pillsnap: error: --top-k must be >= 1", file=sys.stderr)
-        return 2
     if args.jsonl or args.workers > 1:
         from .batch.cli import identify_jsonl
 
         return identify_jsonl(args)
-    idf = Identifier.from_bundle(
-        args.bundle or default_bundle_path(), intra_op_threads=args.threads
+    quiet = bool(getattr(args, "quiet", False))
+    source = resolve_bundle(args.bundle) if args.bundle else default_bundle_path()
+    idf = Identifier.from_bundle(source, intra_op_threads=args.threads)
+    logging.getLogger("pillsnap_sdk").info(
+        "bundle %s %s from %s", idf.manifest.name, idf.manifest.version, source
     )
     failed = 0
+    done: list[tuple[str, IdentifyResult]] = []
     items = list(expand_inputs(args.images))
     if not items:
         raise InvalidArgumentError(f"no images found in {' '.join(args.images)[:500]}")
@@ -137,6 +270,7 @@ def _identify(args: argparse.Namespace) -> int:
             else:
                 print(f"{path}: error: {exc}", file=sys.stderr)
             continue
+        done.append((str(path), res))
         if args.json:
             print(json.dumps({"image": str(path), **res.model_dump(mode="json")}))
         else:
@@ -149,8 +283,17 @@ def _identify(args: argparse.Namespace) -> int:
                 out.mkdir(parents=True, exist_ok=True)
                 out = out / f"{path.stem}.annotated.png"
             save_annotated(item.source, res, out)
-            if not args.json:
+            if not args.json and not quiet:
                 print(f"  annotated picture: {out}")
+    if args.coco:
+        from .interop import to_coco
+
+        doc = to_coco([r for _, r in done], [n for n, _ in done], idf.labels)
+        try:
+            args.coco.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"pillsnap: error: cannot write {args.coco}: {exc}", file=sys.stderr)
+            return 1
     return 1 if failed else 0
 
 

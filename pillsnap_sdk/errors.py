@@ -12,6 +12,7 @@ __all__ = [
     "BundleIntegrityError",
     "InvalidArgumentError",
     "InvalidImageError",
+    "MissingDependencyError",
     "PillsnapError",
     "ProviderUnavailableError",
     "UnsupportedBundleError",
@@ -47,3 +48,7 @@ class ProviderUnavailableError(PillsnapError):
 
 class InvalidArgumentError(PillsnapError, ValueError):
     """An argument is out of range (unknown mode, top_k < 1, combo without a detector...)."""
+
+
+class MissingDependencyError(PillsnapError, ImportError):
+    """An optional package a feature needs is not installed; the message says what to install."""

@@ -16,11 +16,13 @@ are identical to sequential calls (tested).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from types import TracebackType
+from typing import Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +35,7 @@ from .image import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from .postprocess import calibrated_softmax, is_identified
 from .preprocessing import crop_with_margin, preprocess_batch
 from .results import BBox, BundleRef, Candidate, IdentifyResult, PillResult
-from .runtime import ProviderArg, create_session
+from .runtime import ProviderArg, create_session, providers_from_env, threads_from_env
 from .stages import (
     CLASSIFIER_CHUNK,
     ClassifierStage,
@@ -62,7 +64,8 @@ class Runners:
 class Identifier:
     """Identifies pills in photos with one verified model bundle.
 
-    Build it with :meth:`from_bundle`; share it freely between threads.
+    Build it with :meth:`from_bundle` or :meth:`from_pretrained`; share it freely between
+    threads; :meth:`close` it (or use ``with``) to free the models' memory at once.
     """
 
     def __init__(
@@ -82,6 +85,11 @@ class Identifier:
         self._bundle = bundle
         self._max_pixels = max_image_pixels
         self._classes = bundle.labels.classes
+        self._closed = False
+        if providers is None:
+            providers = providers_from_env()
+        if intra_op_threads is None:
+            intra_op_threads = threads_from_env()
 
         def session(spec: ModelSpec, dynamic_batch: bool) -> ort.InferenceSession:
             return create_session(
@@ -163,6 +171,84 @@ class Identifier:
             twin._det = DetectorStage(detector, self._det.input_name, self._det.preprocessing)
         return twin
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_url: str,
+        *,
+        sha256: str | None = None,
+        providers: Sequence[ProviderArg] | None = None,
+        intra_op_threads: int | None = None,
+        strict_providers: bool = False,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> Identifier:
+        """Open an installed bundle package by name, or a bundle zip from a pinned URL.
+
+        ``name_or_url`` is the name a bundle wheel registered (``"pushin-pill-edge"``, see
+        ``pillsnap-train bundle wheel``), or an ``http(s)://`` URL of a bundle zip; a URL
+        needs ``sha256`` (of the zip) and is cached under ``$PILLSNAP_HOME`` after the hash
+        matched. Installed packages are pinned with pip, so ``sha256`` is refused for a
+        name. Either way the bundle is verified file by file on load, as in from_bundle.
+        """
+        from .download import fetch_bundle, is_url
+        from .installed import installed_bundle_path
+
+        if not isinstance(name_or_url, str) or not name_or_url:
+            raise InvalidArgumentError(
+                f"name_or_url must be a bundle name or URL, got {name_or_url!r}"
+            )
+        if is_url(name_or_url):
+            path = fetch_bundle(name_or_url, sha256)
+        elif sha256 is not None:
+            raise InvalidArgumentError(
+                "sha256 pins a URL download; an installed bundle package is pinned by its "
+                "version (pip install 'pillsnap-bundle-NAME==X.Y.Z')"
+            )
+        else:
+            path = installed_bundle_path(name_or_url)
+        return cls.from_bundle(
+            path,
+            providers=providers,
+            intra_op_threads=intra_op_threads,
+            strict_providers=strict_providers,
+            max_image_pixels=max_image_pixels,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Drop the ONNX sessions and the bundle bytes now; later calls raise.
+
+        Idempotent. Do not close while other threads still call :meth:`identify`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        del self._cls
+        self._det = None
+        self._bundle = dataclasses.replace(self._bundle, files={})
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Identifier:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise InvalidArgumentError(
+                f"this Identifier ({self._ref.name} {self._ref.version}) was closed; "
+                "create a new one"
+            )
+
     # -- introspection -------------------------------------------------------------------
     @property
     def manifest(self) -> BundleManifest:
@@ -178,6 +264,7 @@ class Identifier:
 
     @property
     def providers(self) -> list[str]:
+        self._require_open()
         """The classifier runner's providers (onnxruntime) or its type name (others)."""
         return runner_providers(self._cls.runner)
 
@@ -186,20 +273,74 @@ class Identifier:
         """Find and name every pill in one photo. Raises InvalidImageError for bad input."""
         return self.identify_batch([image], mode=mode, top_k=top_k)[0]
 
+    async def identify_async(
+        self, image: ImageInput, *, mode: Mode = "auto", top_k: int = 5
+    ) -> IdentifyResult:
+        """:meth:`identify` in a worker thread, for asyncio servers (the loop stays free).
+
+        onnxruntime releases the GIL while it runs, so concurrent awaits overlap.
+        """
+        import asyncio
+
+        return await asyncio.to_thread(self.identify, image, mode=mode, top_k=top_k)
+
+    @overload
     def identify_batch(
-        self, images: Sequence[ImageInput], *, mode: Mode = "auto", top_k: int = 5
-    ) -> list[IdentifyResult]:
-        """Identify several photos; all crops of all photos go through one classifier run."""
+        self,
+        images: Sequence[ImageInput],
+        *,
+        mode: Mode = ...,
+        top_k: int = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[IdentifyResult]: ...
+
+    @overload
+    def identify_batch(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        mode: Mode = ...,
+        top_k: int = ...,
+        return_exceptions: bool,
+    ) -> list[IdentifyResult | PillsnapError]: ...
+
+    def identify_batch(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        mode: Mode = "auto",
+        top_k: int = 5,
+        return_exceptions: bool = False,
+    ) -> list[IdentifyResult] | list[IdentifyResult | PillsnapError]:
+        """Identify several photos; all crops of all photos go through one classifier run.
+
+        A bad photo raises its :class:`PillsnapError` for the whole batch, unless
+        ``return_exceptions=True``: then that error takes the photo's place in the list
+        (like ``asyncio.gather``) and the other photos are still identified. A bad
+        ``mode``/``top_k`` concerns every photo and always raises.
+        """
+        self._require_open()
         self._check_args(mode, top_k)
-        plans = [self._plan(img, mode) for img in images]
-        crops = [c for p in plans for c in p.crops]
+        plans: list[_Plan | PillsnapError] = []
+        for img in images:
+            try:
+                plans.append(self._plan(img, mode))
+            except PillsnapError as exc:
+                if not return_exceptions:
+                    raise
+                plans.append(exc)
+        ok = [p for p in plans if isinstance(p, _Plan)]
+        crops = [c for p in ok for c in p.crops]
         t0 = time.perf_counter()
         probs, pre_ms = self._classify(crops)
         cls_ms = (time.perf_counter() - t0) * 1000.0 - pre_ms
-        results: list[IdentifyResult] = []
+        results: list[IdentifyResult | PillsnapError] = []
         offset = 0
-        share = 1.0 / max(len(plans), 1)
+        share = 1.0 / max(len(ok), 1)
         for plan in plans:
+            if not isinstance(plan, _Plan):
+                results.append(plan)
+                continue
             n = len(plan.crops)
             t1 = time.perf_counter()
             pills = [self._pill(probs[offset + i], plan, i, top_k) for i in range(n)]
@@ -225,12 +366,14 @@ class Identifier:
     def detect(self, rgb: npt.NDArray[np.uint8]) -> Detections:
         """Run the detector on an RGB image: :class:`Detections` (Nx4 xyxy boxes in source
         pixels, scores), with the bundle's thresholds; boxes under 1 px are dropped."""
+        self._require_open()
         if self._det is None:
             raise InvalidArgumentError("this bundle has no detector; use mode='single'")
         return self._detect(rgb, {})
 
     def classify_probabilities(self, crops: Sequence[npt.NDArray[np.uint8]]) -> F32:
         """Calibrated class probabilities (``N x classes``) for RGB crops."""
+        self._require_open()
         return self._classify(list(crops))[0]
 
     # -- internals -------------------------------------------------------------------------

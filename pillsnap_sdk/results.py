@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -74,3 +74,13 @@ class IdentifyResult(_Result):
     bundle: BundleRef
     timings_ms: dict[str, float]
     warnings: list[str] = Field(default_factory=list)
+
+    def to_supervision(self) -> Any:
+        """This result as ``supervision.Detections`` (needs ``pip install supervision``).
+
+        See :func:`pillsnap_sdk.interop.to_supervision` for what goes where; raises
+        :class:`pillsnap_sdk.MissingDependencyError` when supervision is not installed.
+        """
+        from .interop import to_supervision
+
+        return to_supervision(self)

@@ -8,6 +8,7 @@ vendor who paid for a GPU wants to know. ``strict_providers=True`` turns that in
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,13 @@ import onnxruntime as ort
 from .bundle.manifest import ModelSpec
 from .errors import BundleError, InvalidArgumentError, ProviderUnavailableError
 
-__all__ = ["available_providers", "create_session"]
+__all__ = [
+    "available_providers",
+    "create_session",
+    "install_hint",
+    "providers_from_env",
+    "threads_from_env",
+]
 
 log = logging.getLogger("pillsnap_sdk")
 
@@ -25,6 +32,66 @@ ProviderArg = str | tuple[str, dict[str, Any]]
 
 def available_providers() -> list[str]:
     return list(ort.get_available_providers())
+
+
+#: What to install for each provider: the stock ``onnxruntime`` wheel has only the CPU one
+#: (plus CoreML on macOS, Azure); each accelerator ships as its own wheel that replaces it.
+_INSTALL_HINTS = {
+    "CUDAExecutionProvider": (
+        "pip uninstall -y onnxruntime && pip install 'pillsnap[gpu]' (onnxruntime-gpu), "
+        "with the CUDA and cuDNN versions that onnxruntime-gpu release needs and an NVIDIA "
+        "driver"
+    ),
+    "TensorrtExecutionProvider": (
+        "pip uninstall -y onnxruntime && pip install 'pillsnap[gpu]' (onnxruntime-gpu), "
+        "plus NVIDIA TensorRT, CUDA and cuDNN libraries on the library path"
+    ),
+    "ROCMExecutionProvider": "replace onnxruntime with onnxruntime-rocm (AMD ROCm stack)",
+    "MIGraphXExecutionProvider": "replace onnxruntime with onnxruntime-migraphx (AMD ROCm)",
+    "DmlExecutionProvider": "replace onnxruntime with onnxruntime-directml (Windows)",
+    "OpenVINOExecutionProvider": "replace onnxruntime with onnxruntime-openvino (Intel)",
+    "QNNExecutionProvider": "replace onnxruntime with onnxruntime-qnn (Qualcomm)",
+    "CoreMLExecutionProvider": "use the standard onnxruntime wheel on macOS",
+}
+
+
+def install_hint(provider: str) -> str:
+    """What to install so that ``provider`` is available, for error messages."""
+    return _INSTALL_HINTS.get(
+        provider, "install the onnxruntime build that includes it, and its drivers"
+    )
+
+
+def providers_from_env() -> list[str] | None:
+    """``$PILLSNAP_PROVIDERS`` (comma-separated provider names), or None when unset.
+
+    Lets an operator move a deployed service to the GPU without a code change; names are
+    checked like the ``providers=`` argument.
+    """
+    raw = os.environ.get("PILLSNAP_PROVIDERS", "").strip()
+    if not raw:
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names:
+        raise InvalidArgumentError(
+            f"PILLSNAP_PROVIDERS={raw!r} names no provider; e.g. "
+            "'CUDAExecutionProvider,CPUExecutionProvider'"
+        )
+    return names
+
+
+def threads_from_env() -> int | None:
+    """``$PILLSNAP_THREADS`` (onnxruntime intra-op threads per model), or None when unset."""
+    raw = os.environ.get("PILLSNAP_THREADS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidArgumentError(f"PILLSNAP_THREADS must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _hints(names: list[str]) -> str:
+    return "; ".join(f"{n}: {install_hint(n)}" for n in names)
 
 
 def _provider_name(p: ProviderArg) -> str:
@@ -82,7 +149,7 @@ def create_session(
     if missing:
         msg = (
             f"{spec.file}: requested provider(s) {missing} not active (running on {active}); "
-            "install the matching onnxruntime build (e.g. pillsnap[gpu]) and drivers"
+            f"its libraries or drivers failed to load. To fix: {_hints(missing)}"
         )
         if strict_providers:
             raise ProviderUnavailableError(msg)
@@ -113,8 +180,7 @@ def _usable_providers(
     if absent:
         msg = (
             f"{spec.file}: requested provider(s) {absent} not available in this onnxruntime "
-            f"build (available: {sorted(available)}); install the matching onnxruntime build "
-            "(e.g. pillsnap[gpu]) and drivers"
+            f"build (available: {sorted(available)}). To install: {_hints(absent)}"
         )
         if strict:
             raise ProviderUnavailableError(msg)

@@ -69,6 +69,7 @@ def render_model_card(report: dict[str, Any]) -> str:
         f"{d.get('n_classes', '?')}. Splits are grouped by source photo (never by file). "
         f"Skipped items: {d.get('skipped', 0)}. Dataset sha256: `{d.get('dataset_sha256', '')}`.",
         "",
+        *_licence_lines(bool(det)),
         "## Metrics (validation split, grouped by photo)",
         "",
         "| metric | value |",
@@ -153,6 +154,29 @@ def render_model_card(report: dict[str, Any]) -> str:
     for lim in r.get("limitations", []):
         lines.append(f"- {lim}")
     return "\n".join(lines) + "\n"
+
+
+def _licence_lines(has_detector: bool) -> list[str]:
+    """What the model files' licences depend on, stated, not interpreted (no legal advice)."""
+    lines = [
+        "## Licences",
+        "",
+        "The data licences are above. The classifier was trained with PyTorch (BSD-3-Clause)",
+        "and timm (Apache-2.0); the bundle runs with the pillsnap runtime (Apache-2.0) and",
+        "onnxruntime (MIT), which load only the ONNX files.",
+    ]
+    if has_detector:
+        lines += [
+            "The detector was trained with Ultralytics YOLO, which Ultralytics publishes under",
+            "AGPL-3.0 (and sells an Enterprise License as the alternative). Ultralytics' position",
+            "is that models trained with its software, and their exports, are covered by",
+            "AGPL-3.0 unless an Enterprise License applies; whether that binds trained weights",
+            "is not settled. If it does, distributing the detector ONNX file (alone, in a",
+            "bundle or in a product) comes with AGPL-3.0 obligations such as offering its",
+            "corresponding source. The runtime does not contain or import Ultralytics code.",
+            "This states licences; it is not legal advice.",
+        ]
+    return [*lines, ""]
 
 
 def _abstention_lines(ab: dict[str, Any] | None) -> list[str]:

@@ -55,7 +55,7 @@ class BatchWorkerError(PillsnapError):
 class IdentifyOptions:
     bundle: Path
     mode: Mode = "auto"
-    top_k: int = 3
+    top_k: int = 5
     workers: int = 1
     #: onnxruntime intra-op threads per worker; None: the machine's CPUs / workers.
     threads: int | None = None

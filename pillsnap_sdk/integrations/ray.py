@@ -46,7 +46,7 @@ def _actor_cpus() -> int:
 
         if ray.is_initialized():
             ctx = ray.get_runtime_context()
-            cpus = float(ctx.get_assigned_resources().get("CPU") or 0)  # type: ignore[no-untyped-call]
+            cpus = float(ctx.get_assigned_resources().get("CPU") or 0)  # type: ignore[no-untyped-call,unused-ignore]
             if cpus > 0:
                 return max(1, round(cpus))
     except ImportError:
@@ -67,7 +67,7 @@ class IdentifyBatches:
         bundle: str | Path,
         *,
         mode: Mode = "auto",
-        top_k: int = 3,
+        top_k: int = 5,
         intra_op_threads: int | None = None,
         providers: list[str] | None = None,
     ) -> None:

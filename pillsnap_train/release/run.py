@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import ReleaseConfig
+from ..eta import ReleaseEta
 from . import calibrate as calibrate_step
 from . import export as export_step
 from . import ingest as ingest_step
@@ -162,6 +163,11 @@ def run_release(
     }
     results = {}
     todo = [until] if only else STEPS[: STEPS.index(until) + 1]
+    eta = ReleaseEta(
+        todo,
+        already_done=[s for s in todo if rel.done(s) is not None],
+        parallel=cfg.parallel_training,
+    )
     side: Any = None
     for s in todo:
         if (
@@ -175,7 +181,14 @@ def run_release(
             side.join()
             if side.exitcode != 0:
                 raise GateFailure(f"detector training process failed (exit {side.exitcode})")
+        ran = rel.done(s) is None  # after the join: the side process may have done it
+        if ran:
+            log(eta.line(s))
+        else:
+            eta.skip(s)
         results[s] = rel.step(s, fns[s])
+        if ran:
+            eta.finished(s, float(results[s].get("seconds", 0.0)))
     return results
 
 

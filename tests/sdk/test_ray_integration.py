@@ -34,7 +34,7 @@ def _check_rows(rows: list[dict[str, Any]], photo_dir: Path) -> None:
     idf = Identifier.from_bundle(default_bundle_path())
     for name, row in by_name.items():
         assert row["error"] is None
-        want = idf.identify(str(photo_dir / name), top_k=3).model_dump(mode="json")
+        want = idf.identify(str(photo_dir / name), top_k=5).model_dump(mode="json")
         assert_same(json.loads(row["result"]), want)
 
 

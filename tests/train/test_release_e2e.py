@@ -75,6 +75,10 @@ def test_release_ran_every_step_without_network(run: ReleaseRun) -> None:
         assert (run.work / "steps" / f"{step}.json").is_file(), step
     assert "== summary ==" in run.stdout
     assert "gate classifier parity" in run.stdout
+    # The overall estimate precedes each step that runs: first on reference times, then
+    # scaled by this run's pace.
+    assert "overall: step 1/7 (ingest);" in run.stdout
+    assert "overall: step 7/7 (package);" in run.stdout and "(this run's pace)" in run.stdout
     print(f"pillsnap-train release took {run.seconds:.1f} s:")
     for step in (
         "ingest",

@@ -180,7 +180,9 @@ def test_cli_refuses_missing_data_bundle_and_bad_scenes(
     assert main(["robustness", "--config", str(cfg), "--scenes", "-1"]) == 2
 
 
-def test_cli_on_a_released_bundle(release_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_on_a_released_bundle(  # type: ignore[no-untyped-def]
+    release_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert release_run.rc == 0
     out = tmp_path / "rows.json"
     rc = main(
@@ -193,11 +195,13 @@ def test_cli_on_a_released_bundle(release_run, tmp_path: Path) -> None:  # type:
             "--piles",
             "1",
             "--json",
+            "-o",
             str(out),
         ]
     )
     assert rc == 0
     data = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == data  # --json: the same rows on stdout
     assert data["bundle"] == "tiny-e2e@0.0.1"
     rows = {r["condition"]: r for r in data["rows"]}
     assert {"plain-table", "upscaled-12mp", "dense-pile"} <= set(rows)
