@@ -59,7 +59,7 @@ _PLUGINS = (  # imported for their registration in Image.OPEN; named to keep the
 )
 _PIL_FORMATS_OK = (*ALLOWED_FORMATS, "MPO")
 _ALPHA_BACKGROUND = (255, 255, 255, 255)
-_STRIP_PIXELS = 1 << 20  # ~1 MP per conversion strip: a few MB of temporaries
+_STRIP_PIXELS = 1 << 18  # 256 K pixels per conversion strip: a few MB of temporaries
 # A complete Huffman-coded JPEG spends at least 1 bit per 8x8 block per component;
 # half of that for grey is pixels / 1024 bytes. Smaller files are truncated.
 _JPEG_MIN_PIXELS_PER_BYTE = 1024

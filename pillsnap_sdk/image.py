@@ -59,7 +59,7 @@ ChannelOrder = Literal["RGB", "BGR"]
 #: (512 MB); see docs/reliability.md for the measured peaks.
 DEFAULT_MAX_PIXELS = 64_000_000
 _CHANNEL_ORDERS = ("RGB", "BGR")
-_STRIP_ROWS_PIXELS = 1 << 20
+_STRIP_ROWS_PIXELS = 1 << 18
 
 
 def check_max_pixels(value: object) -> int:

@@ -82,8 +82,9 @@ class Identifier:
             raise InvalidArgumentError(
                 f"max_concurrent_runs must be a positive int, got {max_concurrent_runs!r}"
             )
-        # Bounds the onnxruntime arenas under many caller threads (tested, measured).
-        self._runs = threading.BoundedSemaphore(max_concurrent_runs)
+        # At most this many calls decode and run at once, whatever the number of caller
+        # threads: bounds decoded photos, tensors and the onnxruntime arenas (measured).
+        self._slots = threading.BoundedSemaphore(max_concurrent_runs)
         providers = check_providers(providers)
         self._bundle = bundle
         self._classes = bundle.labels.classes
@@ -190,6 +191,12 @@ class Identifier:
             raise InvalidArgumentError(
                 f"channel_order must be 'RGB' or 'BGR' (OpenCV arrays), got {channel_order!r}"
             )
+        with self._slots:
+            return self._identify_batch(images, mode, top_k, channel_order)
+
+    def _identify_batch(
+        self, images: Sequence[ImageInput], mode: Mode, top_k: int, channel_order: ChannelOrder
+    ) -> list[IdentifyResult]:
         plans = [self._plan(img, mode, channel_order) for img in images]
         crops = [c for p in plans for c in p.crops]
         t0 = time.perf_counter()
@@ -229,16 +236,18 @@ class Identifier:
         """
         if self._det is None:
             raise InvalidArgumentError("this bundle has no detector; use mode='single'")
-        rgb = load_image(image, max_pixels=self._max_pixels, channel_order=channel_order)
-        det = self._detect(rgb, {})
+        with self._slots:
+            rgb = load_image(image, max_pixels=self._max_pixels, channel_order=channel_order)
+            det = self._detect(rgb, {})
         return det.boxes, det.scores
 
     def classify_probabilities(self, crops: Sequence[npt.NDArray[np.uint8]]) -> F32:
         """Calibrated class probabilities (``N x classes``) for RGB crops."""
         if not isinstance(crops, (list, tuple)):
             raise InvalidArgumentError(f"crops must be a list of RGB arrays, got {type(crops)}")
-        rgb = [load_image(c, max_pixels=self._max_pixels) for c in crops]
-        return self._classify(rgb)[0]
+        with self._slots:
+            rgb = [load_image(c, max_pixels=self._max_pixels) for c in crops]
+            return self._classify(rgb)[0]
 
     # -- internals -------------------------------------------------------------------------
     def _check_args(self, mode: str, top_k: int) -> None:
@@ -333,12 +342,10 @@ class Identifier:
         return calibrated_softmax(logits, temp), pre_ms
 
     def _run(self, session: ort.InferenceSession, name: str, tensor: F32) -> list[object]:
-        """One onnxruntime run, at most ``max_concurrent_runs`` at a time."""
-        with self._runs:
-            try:
-                return list(session.run(None, {name: tensor}))
-            except Exception as exc:  # onnxruntime's own Fail/InvalidArgument types
-                raise BundleError(f"the model failed to run: {exc}") from exc
+        try:
+            return list(session.run(None, {name: tensor}))
+        except Exception as exc:  # onnxruntime's own Fail/InvalidArgument types
+            raise BundleError(f"the model failed to run: {exc}") from exc
 
     def _pill(self, probs: F32, plan: _Plan, i: int, top_k: int) -> PillResult:
         k = min(top_k, probs.shape[0])
