@@ -28,7 +28,8 @@ import json, resource, sys, time
 import numpy as np
 from pillsnap_sdk.image import load_image
 from pillsnap_sdk.errors import PillsnapError
-kind, path, side, max_pixels, warm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+kind, path, warm = sys.argv[1], sys.argv[2], sys.argv[5]
+side, max_pixels = int(sys.argv[3]), int(sys.argv[4])
 if warm:
     load_image(open(warm, "rb").read())
 if kind == "numpy-rgba":

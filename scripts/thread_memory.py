@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, sys, threading
 from pillsnap_sdk import Identifier
-bundle, photo, threads, calls, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+bundle, photo = sys.argv[1], sys.argv[2]
+threads, calls, runs = (int(a) for a in sys.argv[3:6])
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
@@ -40,7 +41,8 @@ def work():
 ts = [threading.Thread(target=work) for _ in range(threads)]
 for t in ts: t.start()
 for t in ts: t.join()
-print(json.dumps({"pills": n, "before_mb": before, "peak_mb": status("VmHWM:"), "after_mb": status("VmRSS:")}))
+peak, after = status("VmHWM:"), status("VmRSS:")
+print(json.dumps({"pills": n, "before_mb": before, "peak_mb": peak, "after_mb": after}))
 """
 
 
@@ -64,7 +66,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=4)
     ap.add_argument("--runs", type=int, default=2, help="max_concurrent_runs")
     args = ap.parse_args()
-    print(f"| threads | max_concurrent_runs | RSS before | peak RSS | RSS after |")
+    print("| threads | max_concurrent_runs | RSS before | peak RSS | RSS after |")
     print("|---|---|---|---|---|")
     for n in args.threads:
         r = measure(args.bundle, args.photo, n, args.calls, args.runs)

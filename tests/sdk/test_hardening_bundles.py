@@ -116,7 +116,7 @@ def test_resealed_bundle_that_lies_is_refused(
     path = _reseal(good, edit)
     if form == "zip":
         path = zip_bundle(path, path.with_suffix(".zip"))
-    with pytest.raises(BundleError, match="invalid manifest|not acceptable|output") as info:
+    with pytest.raises(BundleError, match=r"invalid manifest|not acceptable|output") as info:
         Identifier.from_bundle(path)
     assert fragment in str(info.value), info.value
     assert not isinstance(info.value, BundleIntegrityError)  # the seal itself is fine
@@ -293,7 +293,7 @@ def test_unlisted_member_is_refused_without_reading(
         return real(self, name, *args, **kwargs)
 
     monkeypatch.setattr(zipfile.ZipFile, "open", spy)
-    with pytest.raises(BundleIntegrityError, match="surprise.bin"):
+    with pytest.raises(BundleIntegrityError, match=r"surprise\.bin"):
         load_bundle(z)
     assert opened == ["manifest.json"]
 
