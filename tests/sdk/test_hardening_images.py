@@ -239,7 +239,7 @@ def test_no_global_warning_state_under_threads(
                 idf.identify(header)
             except InvalidImageError:
                 pass
-            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            except BaseException as exc:
                 errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(8)]
@@ -342,26 +342,25 @@ def test_detect_takes_any_image_input(idf_det: Identifier) -> None:
         idf_det.detect(rgb.astype(np.float32))
 
 
-# -- issue 13: binary file objects and channel_order ------------------------------------------------
+# -- issue 13: binary file objects and channel_order ----------------------------------------
 def test_binary_file_objects(idf_det: Identifier, tmp_path: Path) -> None:
     arr = quadrant_image({0: "red", 3: "blue"})
     data = _save(Image.fromarray(arr), "PNG")
     want = idf_det.identify(data).model_dump(exclude={"timings_ms"})
     path = tmp_path / "p.png"
     path.write_bytes(data)
-    spooled = tempfile.SpooledTemporaryFile()  # what FastAPI's UploadFile.file is
-    spooled.write(data)
-    spooled.seek(0)
 
     class Reader:  # anything with read() -> bytes
         def read(self, n: int = -1) -> bytes:
             return data
 
-    with path.open("rb") as fh:
+    # SpooledTemporaryFile is what FastAPI's UploadFile.file is.
+    with path.open("rb") as fh, tempfile.SpooledTemporaryFile() as spooled:
+        spooled.write(data)
+        spooled.seek(0)
         for stream in (io.BytesIO(data), fh, spooled, Reader()):
             got = idf_det.identify(stream).model_dump(exclude={"timings_ms"})
             assert got == want, type(stream)
-    spooled.close()
 
 
 def test_bad_file_objects_are_typed(idf: Identifier, tmp_path: Path) -> None:
@@ -376,9 +375,11 @@ def test_bad_file_objects_are_typed(idf: Identifier, tmp_path: Path) -> None:
         def read(self, n: int = -1) -> bytes:
             raise OSError("connection reset")
 
-    with path.open("r", encoding="latin-1") as text:
-        with pytest.raises(InvalidImageError, match="text mode"):
-            idf.identify(text)
+    with (
+        path.open("r", encoding="latin-1") as text,
+        pytest.raises(InvalidImageError, match="text mode"),
+    ):
+        idf.identify(text)
     with pytest.raises(InvalidImageError, match="returned str"):
         idf.identify(ReturnsStr())
     with pytest.raises(InvalidImageError, match="connection reset"):
