@@ -74,7 +74,9 @@ def _decoder_extra(img: Image.Image, pixels: int) -> int:
         share = sum(int(layer[1]) * int(layer[2]) for layer in layers) / (hmax * vmax)
         return int(2 * share * pixels) + 1
     if fmt == "WEBP":
-        return 4 * pixels  # libwebp decodes the frame into its own RGBA buffer first
+        # libwebp decodes the frame into its own RGBA buffer and Pillow copies it into a
+        # bytes object first: measured +706 MB (15.3 B/px) at 46 MP, so 9 B/px on top.
+        return 9 * pixels
     if fmt == "TIFF":
         return 4 * pixels  # libtiff may read a whole-image strip (or RGBA raster) first
     return 0
