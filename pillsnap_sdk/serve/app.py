@@ -110,7 +110,9 @@ async def _initial_load(
     log.info("ready: bundle %s %s from %s", m.name, m.version, path)
 
 
-def _json_error(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _json_error(
+    status: int, type_: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(error_body(type_, message), status_code=status, headers=headers)
 
 

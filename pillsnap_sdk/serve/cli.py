@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ..defaults import default_bundle_path
 from ..errors import PillsnapError
-from .auth import KeyStore, KeysFileError, generate_key
+from .auth import KeysFileError, KeyStore, generate_key
 from .settings import SettingsError, add_serve_arguments, settings_from_args
 
 __all__ = ["main"]
@@ -74,8 +74,11 @@ def main(argv: Sequence[str]) -> int:
             return 2
         print(key)
         print(line)
-        print("# line 1: the key (shown once, give it to the client); line 2: append to "
-              "the keys file", file=sys.stderr)
+        print(
+            "# line 1: the key (shown once, give it to the client); line 2: append to "
+            "the keys file",
+            file=sys.stderr,
+        )
         return 0
     args = _parser().parse_args(argv)
     try:

@@ -35,7 +35,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "pillsnap_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+            "pillsnap_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=r,
         )
         self.request_seconds = Histogram(
             "pillsnap_request_seconds",
@@ -52,7 +55,10 @@ class Metrics:
             registry=r,
         )
         self.pills = Counter(
-            "pillsnap_pills", "Pills found, by status (identified / unknown)", ["status"], registry=r
+            "pillsnap_pills",
+            "Pills found, by status (identified / unknown)",
+            ["status"],
+            registry=r,
         )
         self.bundle_info = Gauge(
             "pillsnap_bundle_info",

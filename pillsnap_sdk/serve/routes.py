@@ -57,7 +57,9 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     async def readyz() -> JSONResponse:
         if ctx.ready and ctx.holder is not None:
             m = ctx.holder.current.identifier.manifest
-            return JSONResponse({"status": "ready", "bundle": {"name": m.name, "version": m.version}})
+            return JSONResponse(
+                {"status": "ready", "bundle": {"name": m.name, "version": m.version}}
+            )
         kind, msg = (
             ("Draining", "shutting down; send new requests elsewhere")
             if ctx.draining

@@ -43,7 +43,11 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = True
             return
         self.ctx.draining = True
-        log.info("signal %s: draining (readyz 503 for %.1f s, then finishing requests)", sig, self.grace_s)
+        log.info(
+            "signal %s: draining (readyz 503 for %.1f s, then finishing requests)",
+            sig,
+            self.grace_s,
+        )
         self._timer = threading.Timer(self.grace_s, self._stop)
         self._timer.daemon = True
         self._timer.start()
