@@ -25,7 +25,7 @@ from .bundle.loader import Bundle, load_bundle
 from .bundle.manifest import BundleManifest, LabelsFile, ModelSpec
 from .errors import BundleError, InvalidArgumentError, PillsnapError
 from .image import DEFAULT_MAX_PIXELS, ImageInput, load_image
-from .postprocess import calibrated_softmax, decode_yolo
+from .postprocess import calibrated_softmax, decode_yolo, is_identified
 from .preprocessing import crop_with_margin, preprocess, preprocess_batch
 from .results import BBox, BundleRef, Candidate, IdentifyResult, PillResult
 from .runtime import ProviderArg, create_session
@@ -282,10 +282,9 @@ class Identifier:
                     metadata=dict(entry.metadata),
                 )
             )
-        thr = self._bundle.manifest.thresholds.unknown_threshold
-        status: Literal["identified", "unknown"] = (
-            "identified" if cands[0].confidence >= thr else "unknown"
-        )
+        th = self._bundle.manifest.thresholds
+        named = bool(is_identified(probs[None], th.unknown_threshold, th.unknown_margin)[0])
+        status: Literal["identified", "unknown"] = "identified" if named else "unknown"
         bbox, det_conf = plan.boxes[i] if plan.boxes else (None, None)
         return PillResult(bbox=bbox, detection_confidence=det_conf, status=status, candidates=cands)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["calibrated_softmax", "decode_yolo", "nms"]
+__all__ = ["calibrated_softmax", "decode_yolo", "is_identified", "nms"]
 
 F32 = npt.NDArray[np.float32]
 
@@ -20,6 +20,24 @@ def calibrated_softmax(logits: F32, temperature: float) -> F32:
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
+
+
+def is_identified(probs: F32, threshold: float, margin: float) -> npt.NDArray[np.bool_]:
+    """Which rows of calibrated ``probs`` (``NxC``) are confident enough to name a drug.
+
+    Both signals must agree: the top probability reaches ``threshold`` and beats the
+    runner-up by ``margin``. One function serves the SDK's decision and the calibration
+    that chooses the two numbers, so what was measured is what ships.
+    """
+    p = np.asarray(probs, np.float32)
+    if p.ndim != 2 or p.shape[0] == 0:
+        return np.zeros(p.shape[0] if p.ndim else 0, np.bool_)
+    if p.shape[1] == 1:
+        top1, top2 = p[:, 0], np.zeros(p.shape[0], np.float32)
+    else:
+        part = -np.partition(-p, 1, axis=1)
+        top1, top2 = part[:, 0], part[:, 1]
+    return (top1 >= np.float32(threshold)) & ((top1 - top2) >= np.float32(margin))
 
 
 def nms(boxes: F32, scores: F32, iou_threshold: float, max_keep: int) -> npt.NDArray[np.intp]:

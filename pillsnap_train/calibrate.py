@@ -13,12 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pillsnap_sdk.postprocess import calibrated_softmax
+from pillsnap_sdk.postprocess import calibrated_softmax, is_identified
 
 __all__ = [
+    "Abstention",
     "DetectorThreshold",
     "UnknownThreshold",
+    "abstention_report",
     "box_iou",
+    "choose_abstention",
     "choose_detector_threshold",
     "choose_unknown_threshold",
     "expected_calibration_error",
@@ -102,6 +105,75 @@ def choose_unknown_threshold(
     return UnknownThreshold(
         thr, float(kept.mean()) if len(conf) else 0.0, acc, rej, len(conf), n_unknown
     )
+
+
+@dataclass(frozen=True)
+class Abstention:
+    """The two numbers that decide "identified" vs "unknown", and what they did on val."""
+
+    threshold: float
+    margin: float
+    known_accept_rate: float  # crops kept as identified
+    accepted_accuracy: float  # top-1 among those kept
+    wrong_rate: float  # crops named wrongly while kept (confidently wrong), of all crops
+    right_rate: float  # crops named rightly while kept, of all crops
+    n: int
+
+
+#: Candidate margins (top-1 minus top-2 probability); 0 is the 1.x single-signal rule.
+MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
+
+
+def choose_abstention(probs: F32, labels: npt.NDArray[np.int64], *, max_wrong: float) -> Abstention:
+    """Threshold and margin that keep confidently-wrong names at or below ``max_wrong`` of
+    the crops while keeping the most right names.
+
+    Why two signals: a crop the model splits between two look-alikes (acetaminophen vs
+    tylenol) can have a top-1 high enough to pass a threshold while the runner-up is close;
+    the margin catches it without raising the threshold for every pill. Why bound the wrong
+    rate and not the accept rate (1.x): a pharmacy can live with "ask the pharmacist", not
+    with a wrong drug, so the constraint is on what it cannot live with. The decision rule
+    is :func:`pillsnap_sdk.postprocess.is_identified`, the SDK's own.
+    """
+    n = len(labels)
+    if n == 0:
+        return Abstention(0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
+    right = probs.argmax(1) == labels
+    top = np.sort(probs, axis=1)[:, ::-1]
+    top1 = top[:, 0]
+    candidates = np.unique(np.floor(np.concatenate([top1, [0.0]]) * 1000) / 1000)
+    best: Abstention | None = None
+    for margin in MARGINS:
+        for thr in candidates:
+            kept = is_identified(probs, float(thr), margin)
+            wrong = float((kept & ~right).sum()) / n
+            if wrong > max_wrong:
+                continue
+            good = float((kept & right).sum()) / n
+            if best is None or good > best.right_rate + 1e-12:
+                acc = float(right[kept].mean()) if kept.any() else 0.0
+                best = Abstention(float(thr), margin, float(kept.mean()), acc, wrong, good, n)
+            break  # thresholds ascend: the first that fits keeps the most at this margin
+    if best is None:  # nothing fits: never name a drug (the gate then reports it)
+        return Abstention(1.0, 1.0, 0.0, 0.0, 0.0, 0.0, n)
+    return best
+
+
+def abstention_report(
+    probs: F32, labels: npt.NDArray[np.int64], threshold: float, margin: float
+) -> dict[str, float]:
+    """What a threshold/margin pair does on one crop set: kept, right and wrong shares."""
+    n = len(labels)
+    if n == 0:
+        return {"n": 0, "known_accept_rate": 0.0, "right_rate": 0.0, "wrong_rate": 0.0}
+    kept = is_identified(probs, threshold, margin)
+    right = probs.argmax(1) == labels
+    return {
+        "n": n,
+        "known_accept_rate": float(kept.mean()),
+        "right_rate": float((kept & right).mean()),
+        "wrong_rate": float((kept & ~right).mean()),
+    }
 
 
 def box_iou(a: F32, b: F32) -> F32:

@@ -61,11 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rb.add_argument("--config", required=True, help="the config whose work_dir holds the split")
     rb.add_argument("--bundle", help="bundle dir or zip (default: the config's published one)")
     rb.add_argument("--scenes", type=int, default=30, help="plain-table scenes (0 skips them)")
+    rb.add_argument("--piles", type=int, default=10, help="dense-pile scenes (0 skips them)")
     rb.add_argument("--json", dest="json_out", help="also write the rows to this JSON file")
     args = p.parse_args(argv)
     cfg = load_config(args.config)
     if args.command == "robustness":
-        return _robustness(cfg, args.bundle, args.scenes, args.json_out)
+        return _robustness(cfg, args.bundle, args.scenes, args.piles, args.json_out)
     until = "package" if args.command == "release" else args.command
     command = f"pillsnap-train {args.command} --config {args.config}"
     try:
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _robustness(cfg: Any, bundle: str | None, scenes: int, json_out: str | None) -> int:
+def _robustness(cfg: Any, bundle: str | None, scenes: int, piles: int, json_out: str | None) -> int:
     from pathlib import Path
 
     from pillsnap_sdk import Identifier, PillsnapError
@@ -92,8 +93,8 @@ def _robustness(cfg: Any, bundle: str | None, scenes: int, json_out: str | None)
     from .release import Release
     from .robustness import evaluate_robustness, format_table
 
-    if scenes < 0:
-        print("pillsnap-train: --scenes must be >= 0", file=sys.stderr)
+    if scenes < 0 or piles < 0:
+        print("pillsnap-train: --scenes and --piles must be >= 0", file=sys.stderr)
         return 2
     rel = Release(cfg, command="pillsnap-train robustness", read_only=True)
     if rel.done("ingest") is None:
@@ -112,6 +113,7 @@ def _robustness(cfg: Any, bundle: str | None, scenes: int, json_out: str | None)
         idf,
         val,
         plain_table=scenes,
+        dense_piles=piles,
         seed=cfg.seed + 1234,
         progress=lambda name: print(f"[robustness] {name}", file=sys.stderr),
     )

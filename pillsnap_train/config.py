@@ -49,6 +49,10 @@ class DataConfig(_Cfg):
     max_classes: int | None = None
     max_samples: int | None = None
     single_combo_ratio: float | None = None
+    #: Extra real photos for the detector only (class-agnostic "pill" boxes, no drug
+    #: names): ingested into their own dataset CSV with their own grouped split, so the
+    #: classifier's classes and its train/val split stay exactly those of ``sources``.
+    detector_sources: list[SourceConfig] = Field(default_factory=list)
     credits: list[CreditConfig] = Field(default_factory=list)
 
 
@@ -65,6 +69,12 @@ class DetectorConfig(_Cfg):
     #: no training time; Ultralytics' HSV jitter alone left recall 15 pt lower under a
     #: white-balance cast (``pillsnap-train robustness``).
     photometric_fraction: float = Field(0.0, ge=0, le=1)
+    #: Synthetic dense piles (25-40 touching, overlapping, mostly identical tablets on
+    #: dark stone, cloth or a tray) added to train: 1.1.0 found 2-8 of 28-36 such pills on
+    #: another camera's counting-tray photos; sparse scenes were fine.
+    pile_scenes: int = Field(0, ge=0)
+    #: torch intra-op threads for detector training (None: torch's default).
+    threads: int | None = Field(None, ge=1)
     #: Second stage: continue from the first stage's best weights for this many epochs at
     #: ``finetune_lr0`` (a from-scratch YOLO on a small dataset is still improving when a
     #: CPU budget ends; a short low-lr stage is cheaper than a longer first stage).
@@ -76,6 +86,11 @@ class DetectorConfig(_Cfg):
 
 class CalibrationConfig(_Cfg):
     target_known_accept: float = Field(default=0.95, gt=0.0, le=1.0)
+    #: With this set, the unknown threshold and margin are chosen to keep the share of
+    #: validation crops (clean and camera-shifted) named wrongly at or below it, keeping as
+    #: many right names as possible; ``target_known_accept`` is then not used. None: the
+    #: 1.x rule (threshold for ``target_known_accept``, no margin).
+    max_confident_wrong: float | None = Field(default=None, ge=0.0, le=1.0)
     nms_iou: float = 0.5
     max_detections: int = 100
 
@@ -91,9 +106,16 @@ class GateConfig(_Cfg):
     min_detector_box_iou: float = 0.99
     max_variant_top1_drop: float = 0.01
     min_val_top1: float = 0.0
+    #: Release blocked when more than this share of validation pills is named wrongly
+    #: with status ``identified`` by the SDK pipeline (end to end, detector included).
+    max_confident_wrong_rate: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
 class ReleaseConfig(_Cfg):
+    #: Train the classifier and the detector side by side, each in its own process with
+    #: its own ``threads`` (on a 2-core box two 1-thread jobs finish sooner than one after
+    #: the other at 2 threads: both trainers have single-threaded stretches).
+    parallel_training: bool = False
     name: str
     version: str
     work_dir: str
@@ -116,7 +138,10 @@ class ReleaseConfig(_Cfg):
 
         data = self.data.model_copy(
             update={
-                "sources": [s.model_copy(update={"path": fix(s.path)}) for s in self.data.sources]
+                "sources": [s.model_copy(update={"path": fix(s.path)}) for s in self.data.sources],
+                "detector_sources": [
+                    s.model_copy(update={"path": fix(s.path)}) for s in self.data.detector_sources
+                ],
             }
         )
         return self.model_copy(

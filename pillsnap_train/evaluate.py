@@ -44,8 +44,12 @@ class PipelineScore:
     found: int = 0  # matched at IoU >= 0.5 (or whole-photo single pill)
     correct: int = 0  # found and named right (top-1, identified)
     unknown: int = 0  # matched pills reported "unknown"
+    wrong: int = 0  # matched pills named as another drug with status "identified"
     false_positives: int = 0
     per_class: dict[str, list[int]] = field(default_factory=dict)  # code -> [correct, n]
+    #: Per ground-truth pill, in input order: the code it was named, "?" for unknown, ""
+    #: for not found. Two runs over the same photos compare pill by pill with it.
+    answers: list[str] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -59,16 +63,31 @@ class PipelineScore:
     def unknown_rate(self) -> float:
         return self.unknown / max(self.found, 1)
 
+    @property
+    def confident_wrong_rate(self) -> float:
+        """Share of all pills named as the wrong drug without abstaining: the one failure
+        a pharmacy cannot accept (an "unknown" sends the customer to the pharmacist)."""
+        return self.wrong / max(self.n_pills, 1)
+
+    def same_answers(self, other: PipelineScore) -> float:
+        """Share of pills given the same answer (name, unknown or missed) in both scores."""
+        if len(self.answers) != len(other.answers):
+            raise ValueError("scores of different photo sets cannot be compared pill by pill")
+        same = sum(a == b for a, b in zip(self.answers, other.answers, strict=True))
+        return same / max(len(self.answers), 1)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "n_pills": self.n_pills,
             "found": self.found,
             "correct": self.correct,
             "unknown": self.unknown,
+            "confidently_wrong": self.wrong,
             "false_positives": self.false_positives,
             "end_to_end_accuracy": self.accuracy,
             "pill_recall": self.recall,
             "unknown_rate": self.unknown_rate,
+            "confident_wrong_rate": self.confident_wrong_rate,
             "per_class_accuracy": {
                 k: v[0] / max(v[1], 1) for k, v in sorted(self.per_class.items())
             },
@@ -108,14 +127,21 @@ def score_pipeline(
                     if match[i] >= 0
                 ]
             s.false_positives += len(boxed) - len(pairs)
+        answers = [""] * len(gt.codes)
         for i, j in pairs:
             s.found += 1
             pill = pills[i]
             if pill.label is None:
                 s.unknown += 1
-            elif pill.label.code == gt.codes[j]:
+                answers[j] = "?"
+                continue
+            answers[j] = pill.label.code
+            if pill.label.code == gt.codes[j]:
                 s.correct += 1
                 s.per_class[gt.codes[j]][0] += 1
+            else:
+                s.wrong += 1
+        s.answers.extend(answers)
     return s
 
 

@@ -81,6 +81,10 @@ def render_model_card(report: dict[str, Any]) -> str:
         f"{_pct(e2e.get('end_to_end_accuracy'))} |",
         f"| pill recall (found at IoU >= 0.5) | {_pct(e2e.get('pill_recall'))} |",
         f"| unknown rate (found pills reported unknown) | {_pct(e2e.get('unknown_rate'))} |",
+        f"| **confidently wrong** (pills named as another drug, status identified) | "
+        f"{_pct(e2e.get('confident_wrong_rate'))} ({e2e.get('confidently_wrong', '?')} of "
+        f"{e2e.get('n_pills', '?')}) |",
+        f"| false boxes (no pill under them) | {e2e.get('false_positives', '?')} |",
         "",
         "Per-class top-1 on validation crops:",
         "",
@@ -115,6 +119,7 @@ def render_model_card(report: dict[str, Any]) -> str:
         f"{_pct(unk.get('known_accept_rate'))}, accuracy of accepted "
         f"{_pct(unk.get('accepted_accuracy'))}, unknown-reject on held-out classes "
         f"{_pct(unk.get('unknown_reject_rate'))} (n={unk.get('n_unknown', 0)})",
+        *_abstention_lines(cal.get("abstention")),
         f"- Background crops (no pill) rejected as unknown: {_pct(cal.get('background_reject'))}",
         f"- Detector confidence threshold: {_num(det.get('threshold'))} (max F1 on validation)",
         "",
@@ -148,6 +153,26 @@ def render_model_card(report: dict[str, Any]) -> str:
     for lim in r.get("limitations", []):
         lines.append(f"- {lim}")
     return "\n".join(lines) + "\n"
+
+
+def _abstention_lines(ab: dict[str, Any] | None) -> list[str]:
+    """The two-signal rule's numbers, where the release chose it (1.x bundles: none)."""
+    if not ab:
+        return []
+    ch, clean, sh = ab["chosen_on"], ab["clean_val"], ab["shifted_val"]
+    lines = [
+        f"- Abstention: identified only when top-1 >= {_num(ch['threshold'])} and top-1 minus "
+        f"top-2 >= {_num(ch['margin'])}; chosen to keep confidently-wrong crops <= the "
+        f"configured share of {ch['n']} validation crops (clean + camera-shifted + rescaled), "
+        f"keeping the most right names.",
+        f"- On clean validation crops: {_pct(clean['known_accept_rate'])} named, "
+        f"{_pct(clean['right_rate'])} right, {_pct(clean['wrong_rate'])} wrong; on the "
+        f"shifted/rescaled crops: {_pct(sh['known_accept_rate'])} named, "
+        f"{_pct(sh['right_rate'])} right, {_pct(sh['wrong_rate'])} wrong.",
+    ]
+    if ab.get("holdout_reject") is not None:
+        lines.append(f"- Held-out-class pills rejected as unknown: {_pct(ab['holdout_reject'])}")
+    return lines
 
 
 def package_bundle(

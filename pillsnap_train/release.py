@@ -26,12 +26,14 @@ import numpy.typing as npt
 from pillsnap_sdk import Identifier
 from pillsnap_sdk.bundle.manifest import LabelsFile
 from pillsnap_sdk.image import load_image
-from pillsnap_sdk.postprocess import calibrated_softmax, decode_yolo
+from pillsnap_sdk.postprocess import calibrated_softmax, decode_yolo, is_identified
 from pillsnap_sdk.preprocessing import PreprocessSpec, crop_with_margin, preprocess
 from pillsnap_sdk.version import __version__
 
 from .calibrate import (
+    abstention_report,
     box_iou,
+    choose_abstention,
     choose_detector_threshold,
     choose_unknown_threshold,
     expected_calibration_error,
@@ -56,6 +58,12 @@ STEPS = (
 )
 #: Synthetic plain-table scenes in the release report's robustness rows (~1 s each on CPU).
 ROBUSTNESS_SCENES = 30
+#: Synthetic dense piles (25-40 pills) in the robustness rows.
+ROBUSTNESS_PILES = 10
+#: Camera-shifted copies and pixel scales of each validation photo that the abstention
+#: thresholds are chosen on, beside the clean crops (``calibration.max_confident_wrong``).
+SHIFT_COPIES = 2
+SHIFT_SCALES = (0.5, 2.5)
 
 
 class GateFailure(RuntimeError):
@@ -88,6 +96,7 @@ class Release:
             self.steps_dir.mkdir(parents=True, exist_ok=True)
             self._check_config()
         self._records: list[BoxRecord] | None = None
+        self._extra: list[BoxRecord] | None = None
 
     # -- bookkeeping -------------------------------------------------------------------
     def _check_config(self) -> None:
@@ -145,10 +154,40 @@ class Release:
     def split(self, name: str) -> list[BoxRecord]:
         return [r for r in self.records() if r.split == name]
 
+    @property
+    def detector_extra_csv(self) -> Path:
+        return self.work / "data" / "detector_extra.csv"
+
+    def detector_extra(self) -> list[BoxRecord]:
+        """Boxes of ``data.detector_sources`` (detector only; empty when none)."""
+        if not self.cfg.data.detector_sources:
+            return []
+        if self._extra is None:
+            self._extra = read_manifest(self.detector_extra_csv)
+        return self._extra
+
     def ingest(self) -> dict[str, Any]:
         from .data.ingest import SourceSpec, ingest
 
         d = self.cfg.data
+        extra: dict[str, Any] | None = None
+        if d.detector_sources:
+            res_x = ingest(
+                [
+                    SourceSpec(kind=s.kind, path=Path(s.path), name=s.name or Path(s.path).name)
+                    for s in d.detector_sources
+                ],
+                self.detector_extra_csv,
+                val_fraction=d.val_fraction,
+                seed=self.cfg.seed,
+            )
+            self._extra = None
+            extra = {
+                "manifest": str(self.detector_extra_csv),
+                "images": res_x.report.images,
+                "boxes": res_x.report.boxes,
+                "dataset_sha256": res_x.report.dataset_sha256,
+            }
         specs = [
             SourceSpec(kind=s.kind, path=Path(s.path), name=s.name or Path(s.path).name)
             for s in d.sources
@@ -176,6 +215,7 @@ class Release:
             "skipped_counts": [r.skipped_counts for r in rep.readers],
             "subset": subset,
             "dataset_sha256": rep.dataset_sha256,
+            "detector_extra": extra,
         }
 
     # -- classifier ----------------------------------------------------------------------
@@ -209,11 +249,14 @@ class Release:
         }
 
     # -- detector ------------------------------------------------------------------------
-    def _det_items(self, split: str) -> list[tuple[str, list[tuple[float, float, float, float]]]]:
-        return [
-            (p, [b.box for b in boxes])
-            for p, boxes in sorted(group_by_image(self.split(split)).items())
-        ]
+    def _det_items(
+        self, split: str, *, extra: bool = True
+    ) -> list[tuple[str, list[tuple[float, float, float, float]]]]:
+        """Photos and boxes for the detector: ``sources`` plus (``extra``) detector_sources."""
+        recs = self.split(split)
+        if extra:
+            recs = recs + [r for r in self.detector_extra() if r.split == split]
+        return [(p, [b.box for b in boxes]) for p, boxes in sorted(group_by_image(recs).items())]
 
     def train_detector(self) -> dict[str, Any]:
         dc = self.cfg.detector
@@ -229,9 +272,17 @@ class Release:
             self._det_items("train"),
             self._det_items("val"),
             synth_scenes=dc.synth_scenes,
+            pile_scenes=dc.pile_scenes,
             seed=self.cfg.seed,
             photometric_fraction=dc.photometric_fraction,
         )
+        if dc.threads:
+            from .torch_compat import ensure_torchvision
+
+            ensure_torchvision()
+            import torch
+
+            torch.set_num_threads(dc.threads)
         best = self._detector_stage(yaml_path, "train", dc.epochs)
         if dc.finetune_epochs > 0:  # low-lr second stage from the first stage's weights
             best = self._detector_stage(
@@ -359,19 +410,40 @@ class Release:
     # -- calibrate ---------------------------------------------------------------------------
     def calibrate(self) -> dict[str, Any]:
         exp = self.done_info("export")
+        cc = self.cfg.calibration
         sess = self._ort(Path(exp["classifier"]))
         x, y = self._crop_batches("val")
         logits = self._logits(sess, x)
         t = fit_temperature(logits, y)
         p1, pt = calibrated_softmax(logits, 1.0), calibrated_softmax(logits, t)
-        hold_x, _ = self._crop_batches("holdout", holdout=True)
+        hold_x, hold_y = self._crop_batches("holdout", holdout=True)
+        # Holdout photos also show known drugs (a table photo holds all of them): only the
+        # pills of held-out classes (label -1) measure how often unknown drugs are refused.
+        hold_x = hold_x[hold_y < 0]
         hold_p = calibrated_softmax(self._logits(sess, hold_x), t) if len(hold_x) else None
-        unk = choose_unknown_threshold(
-            pt, y, hold_p, target_accept=self.cfg.calibration.target_known_accept
-        )
+        unk = choose_unknown_threshold(pt, y, hold_p, target_accept=cc.target_known_accept)
+        threshold, margin = unk.threshold, 0.0
+        abstention: dict[str, Any] | None = None
+        if cc.max_confident_wrong is not None:
+            # Thresholds from clean *and* camera-shifted crops of the validation photos: a
+            # rule that only holds on this camera's colours would not hold on another's.
+            sx, sy = self._shifted_crop_batches("val")
+            sp = calibrated_softmax(self._logits(sess, sx), t) if len(sx) else pt[:0]
+            both_p, both_y = np.concatenate([pt, sp]), np.concatenate([y, sy])
+            ab = choose_abstention(both_p, both_y, max_wrong=cc.max_confident_wrong)
+            threshold, margin = ab.threshold, ab.margin
+            clean = abstention_report(pt, y, threshold, margin)
+            shifted = abstention_report(sp, sy, threshold, margin)
+            abstention = {"chosen_on": asdict(ab), "clean_val": clean, "shifted_val": shifted}
+            if hold_p is not None:
+                abstention["holdout_reject"] = float(
+                    (~is_identified(hold_p, threshold, margin)).mean()
+                )
         bg = self._background_batch()
         bg_p = calibrated_softmax(self._logits(sess, bg), t) if len(bg) else None
-        bg_reject = float((bg_p.max(1) < unk.threshold).mean()) if bg_p is not None else None
+        bg_reject = (
+            float((~is_identified(bg_p, threshold, margin)).mean()) if bg_p is not None else None
+        )
         top = np.argsort(-pt, axis=1)
         per_class = []
         for i, c in enumerate(self.classes()):
@@ -388,7 +460,8 @@ class Release:
             "temperature": t,
             "ece_before": expected_calibration_error(p1, y),
             "ece_after": expected_calibration_error(pt, y),
-            "unknown": asdict(unk),
+            "unknown": {**asdict(unk), "threshold": threshold, "margin": margin},
+            "abstention": abstention,
             "background_reject": bg_reject,
             "n_background": len(bg),
             "val_top1": float((top[:, 0] == y).mean()) if len(y) else 0.0,
@@ -398,6 +471,35 @@ class Release:
         if "detector" in exp:
             info["detector"] = asdict(self._detector_threshold(Path(exp["detector"])))
         return info
+
+    def _shifted_crop_batches(self, split: str) -> tuple[F32, npt.NDArray[np.int64]]:
+        """Crops of ``split``'s photos under :data:`SHIFT_COPIES` random camera shifts each
+        (white balance, exposure, noise, blur, JPEG: ``synth.photometric_jitter``) and
+        :data:`SHIFT_SCALES` pixel scales (a farther or a 12 MP camera). Seeded."""
+        from .classifier.augment import rescale
+        from .data.synth import photometric_jitter
+
+        spec, margin = self.classifier_spec(), self.cfg.classifier.crop_margin
+        index = {c.code: i for i, c in enumerate(self.classes())}
+        xs, ys = [], []
+        for k, (path, boxes) in enumerate(sorted(group_by_image(self.split(split)).items())):
+            rgb = load_image(path)
+            known = [b for b in boxes if b.class_code in index]
+            for j in range(SHIFT_COPIES):
+                rng = np.random.default_rng([self.cfg.seed, 90210, k, j])
+                shifted = photometric_jitter(rgb, rng)
+                for b in known:
+                    xs.append(preprocess(crop_with_margin(shifted, b.box, margin), spec)[0])
+                    ys.append(index[b.class_code])
+            for f in SHIFT_SCALES:
+                rng = np.random.default_rng([self.cfg.seed, 4711, k])
+                for b in known:
+                    crop = rescale(crop_with_margin(rgb, b.box, margin), f, rng)
+                    xs.append(preprocess(crop, spec)[0])
+                    ys.append(index[b.class_code])
+        if not xs:
+            return np.zeros((0, 3, *spec.size), np.float32), np.zeros(0, np.int64)
+        return np.stack(xs), np.asarray(ys, np.int64)
 
     def _raw_detections(self, sess: Any, rgb: npt.NDArray[np.uint8]) -> tuple[F32, F32]:
         spec = self.detector_spec()
@@ -410,11 +512,12 @@ class Release:
         return geom.to_source(boxes), scores
 
     def _detector_threshold(self, onnx_path: Path) -> Any:
+        """Threshold by max F1 on every detector validation photo (detector_sources too)."""
         sess = self._ort(onnx_path)
         per_image = []
-        for path, boxes in sorted(group_by_image(self.split("val")).items()):
+        for path, boxes in self._det_items("val"):
             pred, scores = self._raw_detections(sess, load_image(path))
-            per_image.append((pred, scores, np.array([b.box for b in boxes], np.float32)))
+            per_image.append((pred, scores, np.array(boxes, np.float32).reshape(-1, 4)))
         return choose_detector_threshold(per_image)
 
     # -- variants ------------------------------------------------------------------------------
@@ -489,6 +592,7 @@ class Release:
         thresholds = {
             "temperature": cal["temperature"],
             "unknown_threshold": cal["unknown"]["threshold"],
+            "unknown_margin": cal["unknown"].get("margin", 0.0),
             "detector_confidence": det["threshold"] if det else 0.25,
             "nms_iou": cfg.calibration.nms_iou,
             "max_detections": cfg.calibration.max_detections,
@@ -557,7 +661,8 @@ class Release:
             "thresholds": thresholds,
         }
         extra = {
-            "min_sdk_version": "0.1.0",
+            # 0.3.0: ``area-linear`` interpolation and ``unknown_margin``.
+            "min_sdk_version": "0.3.0",
             "thresholds": thresholds,
             "metrics": {},
             "provenance": {
@@ -596,6 +701,7 @@ class Release:
             "detector_ap50": (det or {}).get("ap50"),
             "end_to_end_accuracy": report["end_to_end"]["end_to_end_accuracy"],
             "unknown_rate": report["end_to_end"]["unknown_rate"],
+            "confident_wrong_rate": report["end_to_end"]["confident_wrong_rate"],
         }
         final = stage / cfg.name
         bundle_dir, zip_path = package_bundle(
@@ -654,7 +760,11 @@ class Release:
         robustness = [
             r.as_dict()
             for r in evaluate_robustness(
-                idf, val, plain_table=ROBUSTNESS_SCENES, seed=self.cfg.seed + 1234
+                idf,
+                val,
+                plain_table=ROBUSTNESS_SCENES,
+                dense_piles=ROBUSTNESS_PILES,
+                seed=self.cfg.seed + 1234,
             )
         ]
         model, _ = load_trained(Path(self.done_info("train-classifier")["best"]))
@@ -758,6 +868,14 @@ class Release:
             top1 >= g.min_val_top1,
             f"val top-1 {top1:.4f} (>= {g.min_val_top1})",
         )
+        e2e = report["end_to_end"]
+        add(
+            "confidently wrong",
+            e2e["confident_wrong_rate"] <= g.max_confident_wrong_rate,
+            f"{e2e['confidently_wrong']} of {e2e['n_pills']} val pills "
+            f"({100 * e2e['confident_wrong_rate']:.2f} %) named wrongly as identified "
+            f"(<= {100 * g.max_confident_wrong_rate:.2f} %)",
+        )
         for row in report["latency"].get("rows", []):
             status = row["status"]
             add(
@@ -816,6 +934,49 @@ def run_release(
     }
     results = {}
     todo = [until] if only else STEPS[: STEPS.index(until) + 1]
+    side: Any = None
     for s in todo:
+        if (
+            s == "train-classifier"
+            and cfg.parallel_training
+            and "train-detector" in todo
+            and rel.done("train-detector") is None
+        ):
+            side = _start_detector_process(cfg, allow_config_change)
+        if s == "train-detector" and side is not None:
+            side.join()
+            if side.exitcode != 0:
+                raise GateFailure(f"detector training process failed (exit {side.exitcode})")
         results[s] = rel.step(s, fns[s])
     return results
+
+
+def _train_detector_only(cfg_json: str, allow_config_change: bool) -> None:
+    import os
+
+    cfg = ReleaseConfig.model_validate_json(cfg_json)
+    log = Path(cfg.work_dir) / "detector" / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)  # two trainers on one terminal interleave unreadably
+    os.dup2(fd, 2)
+    run_release(cfg, until="train-detector", only=True, allow_config_change=allow_config_change)
+
+
+def _start_detector_process(cfg: ReleaseConfig, allow_config_change: bool) -> Any:
+    """Train the detector in a spawned process while this one trains the classifier.
+
+    Its log goes to ``work_dir/detector/train.log``; the parent waits for it before the
+    ``train-detector`` step, which then finds the step marker the child wrote.
+    """
+    import multiprocessing
+
+    _log("train-detector: running in a side process (parallel_training); log in detector/")
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(
+        target=_train_detector_only,
+        args=(cfg.model_dump_json(), allow_config_change),
+        name="pillsnap-train-detector",
+    )
+    proc.start()
+    return proc

@@ -36,16 +36,25 @@ import numpy.typing as npt
 from pillsnap_sdk import Identifier, IdentifyResult
 from pillsnap_sdk.image import load_image
 
-from .data.synth import Cutout, SynthConfig, extract_cutouts, jpeg_roundtrip, synthesize_scene
+from .data.synth import (
+    Cutout,
+    SynthConfig,
+    extract_cutouts,
+    jpeg_roundtrip,
+    pile_config,
+    synthesize_scene,
+)
 from .evaluate import GroundTruthImage, PipelineScore, score_pipeline
 
 __all__ = [
     "CAMERA_SHIFTS",
     "CameraShift",
     "RobustnessRow",
+    "dense_pile_scenes",
     "evaluate_robustness",
     "format_table",
     "plain_table_scenes",
+    "upscale",
 ]
 
 U8 = npt.NDArray[np.uint8]
@@ -129,6 +138,8 @@ class RobustnessRow:
     description: str
     score: PipelineScore
     n_images: int
+    #: Share of pills given the same answer as under ``none`` (same photos only).
+    same_answers: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = self.score.as_dict()
@@ -137,26 +148,15 @@ class RobustnessRow:
             "condition": self.condition,
             "description": self.description,
             "images": self.n_images,
+            "same_answers": self.same_answers,
             **d,
         }
 
 
-def plain_table_scenes(
-    images: Sequence[GroundTruthImage],
-    n_scenes: int,
-    *,
-    seed: int = 1234,
-    pills: tuple[int, int] = (2, 20),
-    cache_dir: str | Path | None = None,
-) -> list[tuple[U8, GroundTruthImage]]:
-    """Lay validation pills out afresh on plain light tables (the set-up that broke detector 0).
-
-    Cut-outs come only from ``images`` (validation photos), keep their class codes, and are
-    placed by :func:`~pillsnap_train.data.synth.synthesize_scene` with only the
-    ``plain_light`` background, mild lighting and no extra photometric augmentation: the
-    point is a new table, not a new camera. Returns ``(rgb, ground truth)`` pairs; a ground
-    truth's ``path`` is a ``"plain-table/<i>"`` key, not a file.
-    """
+def _val_cutouts(
+    images: Sequence[GroundTruthImage], cache_dir: str | Path | None
+) -> tuple[list[Cutout], list[str]]:
+    """Pill cut-outs of ``images`` (validation photos only) and the codes of their ids."""
     codes: list[str] = []
     items: list[tuple[str, list[list[float]], list[int]]] = []
     for gt in images:
@@ -175,6 +175,42 @@ def plain_table_scenes(
         cutouts: list[Cutout] = extract_cutouts(items, cache)
     if not cutouts:
         raise ValueError("the validation photos gave no usable pill cut-outs")
+    return cutouts, codes
+
+
+def _scenes(
+    cut: tuple[list[Cutout], list[str]], n_scenes: int, cfg: SynthConfig, seed: int, key: str
+) -> list[tuple[U8, GroundTruthImage]]:
+    cutouts, codes = cut
+    out = []
+    for i in range(n_scenes):
+        scene = synthesize_scene(cutouts, np.random.default_rng([seed, i]), cfg)
+        gt = GroundTruthImage(
+            f"{key}/{i}",
+            scene.boxes.astype(np.float32),
+            [codes[int(c)] for c in scene.class_ids],
+        )
+        out.append((scene.image, gt))
+    return out
+
+
+def plain_table_scenes(
+    images: Sequence[GroundTruthImage],
+    n_scenes: int,
+    *,
+    seed: int = 1234,
+    pills: tuple[int, int] = (2, 20),
+    cache_dir: str | Path | None = None,
+    cutouts: tuple[list[Cutout], list[str]] | None = None,
+) -> list[tuple[U8, GroundTruthImage]]:
+    """Lay validation pills out afresh on plain light tables (the set-up that broke detector 0).
+
+    Cut-outs come only from ``images`` (validation photos), keep their class codes, and are
+    placed by :func:`~pillsnap_train.data.synth.synthesize_scene` with only the
+    ``plain_light`` background, mild lighting and no extra photometric augmentation: the
+    point is a new table, not a new camera. Returns ``(rgb, ground truth)`` pairs; a ground
+    truth's ``path`` is a ``"plain-table/<i>"`` key, not a file.
+    """
     cfg = SynthConfig(
         n_pills=pills,
         background_weights={"plain_light": 1.0},
@@ -184,16 +220,37 @@ def plain_table_scenes(
         cast_shadow_prob=0.0,
         pill_size=(0.06, 0.25),
     )
-    out = []
-    for i in range(n_scenes):
-        scene = synthesize_scene(cutouts, np.random.default_rng([seed, i]), cfg)
-        gt = GroundTruthImage(
-            f"plain-table/{i}",
-            scene.boxes.astype(np.float32),
-            [codes[int(c)] for c in scene.class_ids],
-        )
-        out.append((scene.image, gt))
-    return out
+    cut = cutouts or _val_cutouts(images, cache_dir)
+    return _scenes(cut, n_scenes, cfg, seed, "plain-table")
+
+
+def dense_pile_scenes(
+    images: Sequence[GroundTruthImage],
+    n_scenes: int,
+    *,
+    seed: int = 4321,
+    cache_dir: str | Path | None = None,
+    cutouts: tuple[list[Cutout], list[str]] | None = None,
+) -> list[tuple[U8, GroundTruthImage]]:
+    """25-40 touching, overlapping validation pills, mostly of one drug, piled on dark
+    stone, cloth or a tray (:func:`~pillsnap_train.data.synth.pile_config`, no photometric
+    change): the counting-tray photos where detector 1.1.0 found 2-8 of 28-36 pills."""
+    cfg = pile_config().model_copy(
+        update={"real_background_prob": 0.0, "photometric": False, "cast_shadow_prob": 0.0}
+    )
+    cut = cutouts or _val_cutouts(images, cache_dir)
+    return _scenes(cut, n_scenes, cfg, seed, "dense-pile")
+
+
+def upscale(img: U8, gt: GroundTruthImage, megapixels: float = 12.0) -> tuple[U8, GroundTruthImage]:
+    """The photo enlarged (bicubic) to ``megapixels``, boxes scaled with it: the same scene
+    as a 12 MP phone or kiosk camera frames it, without new detail."""
+    h, w = img.shape[:2]
+    f = math.sqrt(megapixels * 1e6 / (h * w))
+    big = cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_CUBIC)
+    sx, sy = big.shape[1] / w, big.shape[0] / h
+    boxes = gt.boxes * np.asarray([sx, sy, sx, sy], np.float32)
+    return np.asarray(big, np.uint8), GroundTruthImage(gt.path, boxes, list(gt.codes))
 
 
 def evaluate_robustness(
@@ -202,11 +259,14 @@ def evaluate_robustness(
     *,
     shifts: Sequence[CameraShift] = CAMERA_SHIFTS,
     plain_table: int = 30,
+    dense_piles: int = 0,
+    upscaled: bool = True,
     seed: int = 1234,
     progress: Callable[[str], None] | None = None,
 ) -> list[RobustnessRow]:
-    """Score ``idf`` end to end on ``images`` as they are, under each shift, and on
-    ``plain_table`` synthetic plain-table scenes made from the same images' pills (0 skips).
+    """Score ``idf`` end to end on ``images`` as they are, under each shift, upscaled to
+    12 MP (``upscaled``), and on ``plain_table`` plain-table and ``dense_piles`` dense-pile
+    synthetic scenes made from the same images' pills (0 skips each).
 
     The identical scoring (:func:`~pillsnap_train.evaluate.score_pipeline`: found at IoU >= 0.5
     and named right) is used for every row, so rows compare directly.
@@ -214,17 +274,21 @@ def evaluate_robustness(
     if not images:
         raise ValueError("no validation images to evaluate on")
     photos = {gt.path: load_image(gt.path) for gt in images}
-    rows = []
+    rows: list[RobustnessRow] = []
 
     def run(
         name: str,
         description: str,
         fn: Callable[[str], IdentifyResult],
         gts: Sequence[GroundTruthImage],
+        same_pills: bool = True,
     ) -> None:
+        """Score one row; ``same_pills``: the pills of ``none``, comparable one by one."""
         if progress is not None:
             progress(name)
-        rows.append(RobustnessRow(name, description, score_pipeline(fn, gts), len(gts)))
+        score = score_pipeline(fn, gts)
+        same = score.same_answers(rows[0].score) if rows and same_pills else None
+        rows.append(RobustnessRow(name, description, score, len(gts), same))
 
     order = {p: i for i, p in enumerate(sorted(photos))}  # per-photo noise seed
     run("none", "validation photos as they are", lambda p: idf.identify(photos[p]), images)
@@ -238,14 +302,34 @@ def evaluate_robustness(
             return idf.identify(shift.apply(photos[p], np.random.default_rng(key)))
 
         run(shift.name, shift.description, shifted, images)
-    if plain_table > 0:
-        scenes = plain_table_scenes(images, plain_table, seed=seed)
-        table = {gt.path: img for img, gt in scenes}
+    if upscaled:
+        big = {gt.path: upscale(photos[gt.path], gt) for gt in images}
         run(
-            "plain-table",
-            f"{plain_table} synthetic scenes of validation pills on plain light tables",
-            lambda p: idf.identify(table[p]),
+            "upscaled-12mp",
+            "the same photos enlarged (bicubic) to 12 MP, boxes scaled",
+            lambda p: idf.identify(big[p][0]),
+            [big[gt.path][1] for gt in images],
+        )
+        del big
+    cut = _val_cutouts(images, None) if plain_table > 0 or dense_piles > 0 else None
+    for kind, n, make, what in (
+        ("plain-table", plain_table, plain_table_scenes, "on plain light tables"),
+        ("dense-pile", dense_piles, dense_pile_scenes, "piled 25-40, touching, overlapping"),
+    ):
+        if n <= 0:
+            continue
+        scenes = make(images, n, seed=seed, cutouts=cut)
+        table: dict[str, U8] = {gt.path: img for img, gt in scenes}
+
+        def scene(p: str, table: dict[str, U8] = table) -> IdentifyResult:
+            return idf.identify(table[p])
+
+        run(
+            kind,
+            f"{n} synthetic scenes of validation pills {what}",
+            scene,
             [gt for _, gt in scenes],
+            same_pills=False,
         )
     return rows
 
@@ -256,15 +340,19 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     base = next((r["end_to_end_accuracy"] for r in rows if r["condition"] == "none"), math.nan)
     lines = [
         "| condition | images | pills | end-to-end | vs none (pt) | recall | unknown "
-        "| false pos. | what |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| named wrong | same answers | false pos. | what |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         acc = r["end_to_end_accuracy"]
         delta = "" if r["condition"] == "none" else f"{100 * (acc - base):+.1f}"
+        same = r.get("same_answers")
+        wrong = r.get("confident_wrong_rate")
         lines.append(
             f"| {r['condition']} | {r['images']} | {r['n_pills']} | {100 * acc:.1f} % | {delta} | "
             f"{100 * r['pill_recall']:.1f} % | {100 * r['unknown_rate']:.1f} % | "
+            f"{'' if wrong is None else f'{100 * wrong:.1f} %'} | "
+            f"{'' if same is None else f'{100 * same:.1f} %'} | "
             f"{r['false_positives']} | {r['description']} |"
         )
     return "\n".join(lines)

@@ -79,6 +79,10 @@ class Thresholds(_Strict):
 
     temperature: float = Field(default=1.0, gt=0.0)
     unknown_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Second abstention signal: the top-1 minus top-2 calibrated probability must reach
+    #: this too (0 = off, the 0.2 behaviour). A pill the model splits between two look-alike
+    #: drugs is "unknown" even when one of them clears ``unknown_threshold``.
+    unknown_margin: float = Field(default=0.0, ge=0.0, le=1.0)
     detector_confidence: float = Field(default=0.25, ge=0.0, le=1.0)
     nms_iou: float = Field(default=0.5, gt=0.0, le=1.0)
     max_detections: int = Field(default=100, ge=1, le=10_000)

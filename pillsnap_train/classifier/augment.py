@@ -14,7 +14,7 @@ import numpy.typing as npt
 from pillsnap_sdk.preprocessing import crop_with_margin
 from pillsnap_train.data.synth import jpeg_roundtrip
 
-__all__ = ["augment_crop", "rotated_extent"]
+__all__ = ["augment_crop", "rescale", "rotated_extent"]
 
 U8 = npt.NDArray[np.uint8]
 
@@ -26,8 +26,13 @@ def augment_crop(
     rng: np.random.Generator,
     *,
     strength: float = 1.0,
+    scale_prob: float = 0.0,
 ) -> U8:
-    """Cut a jittered, rotated crop of ``box`` (or the whole photo) and vary its look."""
+    """Cut a jittered, rotated crop of ``box`` (or the whole photo) and vary its look.
+
+    ``scale_prob``: chance of :func:`rescale` by 0.3x-3x (log-uniform) at the end, so the
+    model sees each pill at the pixel sizes other distances and cameras give.
+    """
     if box is None:
         crop = rgb
     else:
@@ -64,7 +69,10 @@ def augment_crop(
         res = np.clip(res + noise, 0, 255).astype(np.uint8)
     if rng.random() < 0.3 * strength:  # messaging apps and kiosks recompress hard
         res = jpeg_roundtrip(res, int(rng.integers(20, 91)))
-    if rng.random() < 0.3 * strength:  # low-resolution camera / distant shot
+    if scale_prob > 0:
+        if rng.random() < scale_prob * strength:  # nearer, farther, another camera
+            res = rescale(res, float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))), rng)
+    elif rng.random() < 0.3 * strength:  # (1.x recipe) low-resolution camera / distant shot
         h, w = res.shape[:2]
         f = rng.uniform(0.35, 0.8)
         small = cv2.resize(
@@ -72,6 +80,22 @@ def augment_crop(
         )
         res = np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
     return res
+
+
+def rescale(rgb: U8, factor: float, rng: np.random.Generator) -> U8:
+    """Resize by ``factor`` as a camera would: area when shrinking, linear/cubic enlarging.
+
+    A smaller crop is what a farther or lower-resolution camera records; a larger, smooth
+    one is what an upscaled or 12 MP photo gives. The shared preprocessing then brings both
+    to the network size, so the model learns one name across pixel sizes.
+    """
+    h, w = rgb.shape[:2]
+    nw, nh = max(4, round(w * factor)), max(4, round(h * factor))
+    if factor < 1:
+        flag = cv2.INTER_AREA
+    else:
+        flag = cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_CUBIC
+    return np.asarray(cv2.resize(rgb, (nw, nh), interpolation=flag), np.uint8)
 
 
 def _rotated_crop(

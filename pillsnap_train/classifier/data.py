@@ -68,6 +68,7 @@ class SampleDataset(Dataset[tuple[torch.Tensor, int]]):
         seed: int = 0,
         cache: ImageCache | None = None,
         aug_strength: float = 1.0,
+        scale_aug: float = 0.0,
     ) -> None:
         self.samples = list(samples)
         self.spec = spec
@@ -77,6 +78,7 @@ class SampleDataset(Dataset[tuple[torch.Tensor, int]]):
         self.epoch = 0
         self.cache = cache or ImageCache()
         self.aug_strength = aug_strength
+        self.scale_aug = scale_aug
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -87,6 +89,11 @@ class SampleDataset(Dataset[tuple[torch.Tensor, int]]):
             return torch.from_numpy(eval_tensor(self.cache, s, self.spec, self.margin)), s.label
         rng = np.random.default_rng((self.seed, self.epoch, i))
         crop = augment_crop(
-            self.cache.get(s.image_path), s.box, self.margin, rng, strength=self.aug_strength
+            self.cache.get(s.image_path),
+            s.box,
+            self.margin,
+            rng,
+            strength=self.aug_strength,
+            scale_prob=self.scale_aug,
         )
         return torch.from_numpy(preprocess(crop, self.spec)[0]), s.label

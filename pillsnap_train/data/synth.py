@@ -44,6 +44,7 @@ __all__ = [
     "extract_cutouts",
     "jpeg_roundtrip",
     "photometric_jitter",
+    "pile_config",
     "segment_pill",
     "synthesize_scene",
     "write_synthetic_yolo",
@@ -151,6 +152,12 @@ class SynthConfig(BaseModel):
     noise_sigma: float = Field(12.0, ge=0, description="max gaussian noise sigma (0-255 units)")
     jpeg_prob: float = Field(0.7, ge=0, le=1)
     jpeg_quality: tuple[int, int] = Field((20, 95))
+    same_pill_prob: float = Field(
+        0.0, ge=0, le=1, description="chance a scene uses only 1-2 cut-outs (a pile of one drug)"
+    )
+    cluster_prob: float = Field(
+        0.0, ge=0, le=1, description="chance pills gather round one spot (touching, a pile)"
+    )
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SynthConfig:
@@ -169,6 +176,32 @@ class SynthConfig(BaseModel):
         if sum(max(0.0, w) for w in self.background_weights.values()) <= 0:
             raise ValueError("background_weights must have a positive weight")
         return self
+
+
+def pile_config(base: SynthConfig | None = None) -> SynthConfig:
+    """Scenes of dense piles: 25-40 small, touching, overlapping pills, mostly one drug, on
+    dark stone, cloth or a plain tray (the counting-tray photos 1.1.0 could not count)."""
+    return (base or SynthConfig()).model_copy(
+        update={
+            "n_pills": (25, 40),
+            "pill_size": (0.05, 0.12),
+            "max_fill": 0.6,
+            "max_overlap": 0.45,
+            "truncate_prob": 0.02,
+            "same_pill_prob": 0.7,
+            "cluster_prob": 0.8,
+            "real_background_prob": 0.15,
+            "background_weights": {
+                "plain_light": 1.0,
+                "plain_dark": 2.0,
+                "gradient": 0.5,
+                "paper": 0.5,
+                "wood": 1.0,
+                "cloth": 2.0,
+                "stone": 3.0,
+            },
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -850,6 +883,7 @@ def _place_pill(
     truncate: bool,
     boxes: Sequence[Sequence[float]],
     shadow: tuple[bool, float, float] | None,
+    cluster: tuple[float, float, float] | None = None,
 ) -> tuple[list[float], NDArray[np.bool_]] | None:
     """Paste one pill into ``canvas`` (in place); returns its box and mask, None if it vanished.
 
@@ -883,8 +917,13 @@ def _place_pill(
         lo_y, hi_y = -by1 - slack_y, h - by2 + slack_y
         if hi_x < lo_x or hi_y < lo_y:
             continue  # larger than the canvas: the next shrink helps
-        ox = int(rng.integers(lo_x, hi_x + 1))
-        oy = int(rng.integers(lo_y, hi_y + 1))
+        if cluster is None:
+            ox = int(rng.integers(lo_x, hi_x + 1))
+            oy = int(rng.integers(lo_y, hi_y + 1))
+        else:  # near the pile's centre: pills touch and overlap as in a counting tray
+            ccx, ccy, spread = cluster
+            ox = int(np.clip(rng.normal(ccx, spread) - (bx1 + bx2) / 2, lo_x, hi_x))
+            oy = int(np.clip(rng.normal(ccy, spread) - (by1 + by2) / 2, lo_y, hi_y))
         ph, pw = alpha.shape
         cx1, cy1 = max(0, ox), max(0, oy)
         cx2, cy2 = min(w, ox + pw), min(h, oy + ph)
@@ -989,6 +1028,13 @@ def synthesize_scene(
     shadow = rng.random() < cfg.drop_shadow_prob
     light_dir = rng.uniform(0, 2 * math.pi)
     shadow_strength = rng.uniform(0.2, 0.55)
+    pool = list(cutouts)
+    if cfg.same_pill_prob > 0 and rng.random() < cfg.same_pill_prob:
+        pool = [pool[int(i)] for i in rng.choice(len(pool), min(2, len(pool)), replace=False)]
+    cluster: tuple[float, float, float] | None = None
+    if cfg.cluster_prob > 0 and rng.random() < cfg.cluster_prob:
+        spread = 0.3 * math.sqrt(n) * scene_size
+        cluster = (rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h, spread)
 
     boxes: list[list[float]] = []
     masks: list[NDArray[np.bool_]] = []
@@ -999,7 +1045,7 @@ def synthesize_scene(
         draws += 1
         if draws > 20 * n:  # pragma: no cover - only cut-outs that vanish at every size
             raise RuntimeError("could not place pills: are the cut-outs degenerate?")
-        cut = cutouts[int(rng.integers(len(cutouts)))]
+        cut = pool[int(rng.integers(len(pool)))]
         native = max(cut.rgba.shape[:2])
         size = scene_size * math.exp(rng.uniform(-cfg.size_jitter, cfg.size_jitter))
         size = max(min(size, native * cfg.max_upscale, 0.95 * short), min_px)
@@ -1013,6 +1059,7 @@ def synthesize_scene(
             truncate,
             boxes,
             (shadow, light_dir, shadow_strength) if shadow else None,
+            cluster,
         )
         if placed is not None:
             box, mask = placed
@@ -1020,6 +1067,8 @@ def synthesize_scene(
             masks.append(mask)
             class_ids.append(cut.class_id)
 
+    if cluster is not None:  # a pile: overlaps are the point, label what shows
+        boxes, masks, class_ids = _visible_only(boxes, masks, class_ids)
     canvas *= _lighting(rng, h, w, cfg)[..., None]
     if cfg.photometric:
         image = _photometric(rng, np.clip(canvas, 0, 1), cfg)
@@ -1032,6 +1081,34 @@ def synthesize_scene(
         masks=masks,
         background=kind,
     )
+
+
+def _visible_only(
+    boxes: list[list[float]], masks: list[NDArray[np.bool_]], class_ids: list[int]
+) -> tuple[list[list[float]], list[NDArray[np.bool_]], list[int]]:
+    """Boxes of what stays visible once later pills cover earlier ones (piles only).
+
+    A pill mostly hidden under others is labelled by its visible part, as a person would
+    box it; one with under a quarter of it left is dropped (nothing to learn from).
+    """
+    covered = np.zeros_like(masks[0]) if masks else None
+    out_b: list[list[float]] = []
+    out_m: list[NDArray[np.bool_]] = []
+    out_c: list[int] = []
+    for box, mask, cid in reversed(list(zip(boxes, masks, class_ids, strict=True))):
+        assert covered is not None
+        vis = mask & ~covered
+        covered |= mask
+        n_all, n_vis = int(np.count_nonzero(mask)), int(np.count_nonzero(vis))
+        if n_all == 0 or n_vis < 0.25 * n_all:
+            continue
+        if n_vis < n_all:
+            ys, xs = np.nonzero(vis)
+            box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+        out_b.append(box)
+        out_m.append(vis)
+        out_c.append(cid)
+    return out_b[::-1], out_m[::-1], out_c[::-1]
 
 
 def write_synthetic_yolo(

@@ -35,6 +35,7 @@ from pillsnap_train.data.synth import (
     extract_backgrounds,
     extract_cutouts,
     photometric_jitter,
+    pile_config,
     write_synthetic_yolo,
 )
 
@@ -138,6 +139,7 @@ def build_detector_dataset(
     real_backgrounds: bool = True,
     copy: bool = False,
     photometric_fraction: float = 0.0,
+    pile_scenes: int = 0,
 ) -> Path:
     """Write an Ultralytics detection dataset and return the path of its ``data.yaml``.
 
@@ -153,6 +155,9 @@ def build_detector_dataset(
     written as JPEGs shifted by :func:`~pillsnap_train.data.synth.photometric_jitter`
     (``synth_cfg``'s ranges) instead of linked: other cameras and lamps at no extra
     training cost. Validation photos are never touched.
+
+    ``pile_scenes`` dense-pile scenes (:func:`~pillsnap_train.data.synth.pile_config`) are
+    added to train from the same cut-outs, named ``pile_*``.
     """
     if not 0.0 <= photometric_fraction <= 1.0:
         raise ValueError(f"photometric_fraction must be in [0, 1], got {photometric_fraction}")
@@ -173,8 +178,8 @@ def build_detector_dataset(
     n_train, b_train, n_jittered = _write_split(root, "train", train_items, copy, jitter)
     n_val, b_val, _ = _write_split(root, "val", val_items, copy)
 
-    synth_info: dict[str, Any] = {"scenes": 0}
-    if synth_scenes > 0:
+    synth_info: dict[str, Any] = {"scenes": 0, "pile_scenes": 0}
+    if synth_scenes > 0 or pile_scenes > 0:
         cache = Path(cache_dir) if cache_dir is not None else root / "synth_cache"
         cutouts = extract_cutouts(list(train_items), cache)
         if not cutouts:
@@ -183,8 +188,19 @@ def build_detector_dataset(
         write_synthetic_yolo(
             root / "train", cutouts, synth_scenes, cfg, seed, backgrounds=backgrounds
         )
+        if pile_scenes > 0:
+            write_synthetic_yolo(
+                root / "train",
+                cutouts,
+                pile_scenes,
+                pile_config(cfg),
+                seed + 1,
+                backgrounds=backgrounds,
+                prefix="pile",
+            )
         synth_info = {
             "scenes": synth_scenes,
+            "pile_scenes": pile_scenes,
             "cutouts": len(cutouts),
             "cutouts_ellipse_fallback": sum(c.method == "ellipse" for c in cutouts),
             "real_backgrounds": len(backgrounds),

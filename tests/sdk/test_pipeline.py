@@ -205,3 +205,28 @@ def test_fixed_batch_classifier_is_chunked(tmp_path: Path) -> None:
     idf = Identifier.from_bundle(make_bundle(tmp_path / "b1", classifier_batch=1))
     res = idf.identify(quadrant_image({0: "red", 1: "green", 3: "blue"}))
     assert sorted(_names(res)) == ["blue pill", "green pill", "red pill"]  # type: ignore[type-var]
+
+
+def test_unknown_margin_abstains_between_two_lookalikes(tmp_path: Path) -> None:
+    # Mean colour (200, 160, 20): logits 2*(5R - 5G - 5B, ...) -> red and green close, blue
+    # far. The top-1 clears a 0.5 threshold but beats green by less than the margin.
+    img = np.full((32, 32, 3), (200, 170, 20), np.uint8)
+    plain = Identifier.from_bundle(
+        make_bundle(tmp_path / "plain", thresholds={"unknown_threshold": 0.5})
+    )
+    probs = plain.classify_probabilities([img])[0]
+    top = np.sort(probs)[::-1]
+    assert top[0] >= 0.5 and top[0] - top[1] < 0.9  # the case the margin exists for
+    assert plain.identify(img, mode="single").pills[0].status == "identified"
+    strict = Identifier.from_bundle(
+        make_bundle(
+            tmp_path / "strict",
+            thresholds={"unknown_threshold": 0.5, "unknown_margin": float(top[0] - top[1]) + 0.01},
+        )
+    )
+    pill = strict.identify(img, mode="single").pills[0]
+    assert pill.status == "unknown" and pill.label is None
+    assert pill.candidates[0].name == plain.identify(img, mode="single").pills[0].label.name  # type: ignore[union-attr]
+    # A clear winner still passes the same margin.
+    red = np.full((32, 32, 3), COLOURS["red"], np.uint8)
+    assert strict.identify(red, mode="single").pills[0].status == "identified"

@@ -116,3 +116,47 @@ def test_spec_validation() -> None:
         PreprocessSpec(size=(0, 10))
     with pytest.raises(ValueError):
         PreprocessSpec(resize="zoom")  # type: ignore[arg-type]
+
+
+def _ramp(w: int, h: int = 3) -> np.ndarray:
+    row = np.linspace(0, 240, w).astype(np.uint8)
+    return np.repeat(np.repeat(row[None, :, None], h, 0), 3, 2)
+
+
+def test_area_linear_enlarges_smoothly_and_shrinks_by_area() -> None:
+    import cv2
+
+    from pillsnap_sdk.preprocessing import resize_image
+
+    small = _ramp(4)
+    up_area = resize_image(
+        small, PreprocessSpec(resize="stretch", size=(3, 10), interpolation="area")
+    )[0]
+    up = resize_image(
+        small, PreprocessSpec(resize="stretch", size=(3, 10), interpolation="area-linear")
+    )[0]
+    # INTER_AREA enlarging repeats pixels (blocks); area-linear is OpenCV's linear filter.
+    assert int((np.diff(up_area[0, :, 0].astype(int)) == 0).sum()) >= 3
+    np.testing.assert_array_equal(up, cv2.resize(small, (10, 3), interpolation=cv2.INTER_LINEAR))
+    assert int((np.diff(up[0, :, 0].astype(int)) == 0).sum()) == 0
+    big = _ramp(40, 30)
+    down = resize_image(
+        big, PreprocessSpec(resize="stretch", size=(6, 8), interpolation="area-linear")
+    )[0]
+    np.testing.assert_array_equal(down, cv2.resize(big, (8, 6), interpolation=cv2.INTER_AREA))
+
+
+def test_area_linear_gives_one_picture_at_two_resolutions() -> None:
+    # The same pill at 60 px and at 6x that (a 12 MP photo of the scene) must reach the
+    # network as nearly the same tensor; INTER_AREA's blocky enlargement does not.
+    import cv2
+
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8), (0, 0), 2.0)
+    large = cv2.resize(base, (360, 360), interpolation=cv2.INTER_CUBIC)
+    diffs = {}
+    for interp in ("area", "area-linear"):
+        spec = PreprocessSpec(resize="letterbox", size=(224, 224), interpolation=interp)  # type: ignore[arg-type]
+        a, b = preprocess(base, spec)[0], preprocess(large, spec)[0]
+        diffs[interp] = float(np.abs(a - b).mean())
+    assert diffs["area-linear"] < 0.5 * diffs["area"]

@@ -276,11 +276,27 @@ def release_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseRun
     """``pillsnap-train release --config CFG`` on the tiny dataset, once, without network."""
     import torch
 
+    import pillsnap_train.data.fixtures as fx
     from pillsnap_train.cli import main
 
     root = tmp_path_factory.mktemp("release")
     aihub, yolo = make_sources(root)
     cfg = release_config(root, aihub=aihub, yolo=yolo)
+    # The 2.0 release paths: a detector-only source (its class never reaches the
+    # classifier), dense-pile scenes, and the confidently-wrong bound and gate.
+    original = fx.fixture_class  # class codes of their own, as make_sources does
+    fx.fixture_class = lambda i: original(i + AIHUB_CLASSES + YOLO_CLASSES)  # type: ignore[assignment]
+    try:
+        extra = fx.make_yolo_fixture(
+            root / "extra", n_classes=2, photos_per_class=3, n_combos=2, seed=7
+        )
+    finally:
+        fx.fixture_class = original
+    cfg["data"]["detector_sources"] = [{"kind": "yolo", "path": str(extra), "name": "extra"}]
+    if cfg["detector"].get("enabled"):
+        cfg["detector"] = {**cfg["detector"], "pile_scenes": 2, "synth_scenes": 2}
+    cfg["calibration"] = {"max_confident_wrong": 0.05}
+    cfg["gates"] = {**cfg["gates"], "max_confident_wrong_rate": 1.0}
     cfg_path = write_config(root / "release.yaml", cfg)
     # One torch thread for the whole run (training sets it anyway; export and the parity
     # checks in package run torch too); the rest of the session gets its setting back.

@@ -196,8 +196,48 @@ def test_model_card_has_credits_and_measured_numbers(
     rows = {row["condition"]: row for row in report["robustness"]}
     assert rows["none"]["correct"] == report["end_to_end"]["correct"]
     assert "## Robustness" in card and "plain-table" in rows
+    assert {"upscaled-12mp", "dense-pile"} <= set(rows)
+    assert rows["upscaled-12mp"]["same_answers"] is not None
     for name in rows:
         assert f"| {name} | " in card
+    assert "**confidently wrong**" in card and "Abstention: identified only when" in card
+
+
+def test_confidently_wrong_is_measured_bounded_and_gated(
+    run: ReleaseRun, report: dict[str, Any], bundle_dir: Path
+) -> None:
+    e2e = report["end_to_end"]
+    assert e2e["confidently_wrong"] + e2e["correct"] + e2e["unknown"] == e2e["found"]
+    assert e2e["confident_wrong_rate"] == pytest.approx(e2e["confidently_wrong"] / e2e["n_pills"])
+    gate = next(g for g in report["gates"] if g["name"] == "confidently wrong")
+    assert gate["status"] == "pass" and f"{e2e['confidently_wrong']} of" in gate["detail"]
+    ab = report["calibration"]["abstention"]
+    assert ab["chosen_on"]["wrong_rate"] <= 0.05 + 1e-9
+    # Chosen on clean + shifted + rescaled crops: more crops than the clean ones alone.
+    assert ab["chosen_on"]["n"] > ab["clean_val"]["n"] > 0
+    th = load_bundle(bundle_dir).manifest.thresholds
+    assert th.unknown_threshold == report["thresholds"]["unknown_threshold"]
+    assert th.unknown_margin == report["thresholds"]["unknown_margin"]
+    assert load_bundle(bundle_dir).manifest.min_sdk_version == "0.3.0"
+
+
+def test_detector_only_source_trains_the_detector_not_the_classifier(
+    run: ReleaseRun, bundle_dir: Path
+) -> None:
+    ingest = run.step("ingest")
+    assert ingest["detector_extra"]["images"] > 0
+    extra = read_manifest(Path(ingest["detector_extra"]["manifest"]))
+    extra_codes = {r.class_code for r in extra}
+    labels = json.loads((bundle_dir / "labels.json").read_text(encoding="utf-8"))["classes"]
+    assert len(labels) == N_CLASSES and not extra_codes & {c["code"] for c in labels}
+    if not DETECTOR_AVAILABLE:
+        return
+    info = json.loads((run.work / "detector" / "dataset" / "dataset_info.json").read_text())
+    train_extra = {Path(r.image_path).stem for r in extra if r.split == "train"}
+    written = {p.stem for p in (run.work / "detector" / "dataset" / "train" / "images").iterdir()}
+    assert train_extra <= written
+    assert info["synthetic"]["pile_scenes"] == 2
+    assert any(p.startswith("pile_") for p in written)
 
 
 def _check_result(

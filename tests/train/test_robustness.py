@@ -14,12 +14,13 @@ from pillsnap_sdk import Identifier
 from pillsnap_sdk.image import load_image
 from pillsnap_sdk.results import BBox, BundleRef, Candidate, IdentifyResult, PillResult
 from pillsnap_train.cli import main
-from pillsnap_train.evaluate import GroundTruthImage
+from pillsnap_train.evaluate import GroundTruthImage, PipelineScore
 from pillsnap_train.robustness import (
     CAMERA_SHIFTS,
     evaluate_robustness,
     format_table,
     plain_table_scenes,
+    upscale,
 )
 
 CODES = ("red", "blue")
@@ -88,19 +89,33 @@ def test_each_shift_changes_pixels_keeps_geometry_and_repeats(shift, tmp_path: P
 def test_rows_score_the_shifted_photos(tmp_path: Path) -> None:
     images = _photos(tmp_path)
     oracle = Oracle(images)
-    rows = evaluate_robustness(oracle, images, plain_table=4)  # type: ignore[arg-type]
+    rows = evaluate_robustness(oracle, images, plain_table=4, dense_piles=2)  # type: ignore[arg-type]
     names = [r.condition for r in rows]
-    assert names == ["none", *(s.name for s in CAMERA_SHIFTS), "plain-table"]
+    assert names == [
+        "none",
+        *(s.name for s in CAMERA_SHIFTS),
+        "upscaled-12mp",
+        "plain-table",
+        "dense-pile",
+    ]
     n_pills = sum(len(gt.codes) for gt in images)
     by = {r.condition: r for r in rows}
     # Unshifted photos: the oracle is perfect; any shifted photo is new to it.
     assert by["none"].score.n_pills == n_pills and by["none"].score.accuracy == 1.0
     for s in CAMERA_SHIFTS:
         assert by[s.name].score.n_pills == n_pills and by[s.name].score.found == 0
+        assert by[s.name].same_answers == 0.0  # every pill named under none, missed here
+    assert by["none"].same_answers is None
+    up = by["upscaled-12mp"]
+    assert up.score.n_pills == n_pills and up.score.found == 0 and up.same_answers == 0.0
     assert by["plain-table"].n_images == 4 and by["plain-table"].score.found == 0
-    assert oracle.calls == len(images) * (1 + len(CAMERA_SHIFTS)) + 4
+    assert by["plain-table"].same_answers is None
+    piles = by["dense-pile"]
+    assert piles.n_images == 2 and piles.score.n_pills >= 2 * 10 and piles.same_answers is None
+    assert oracle.calls == len(images) * (2 + len(CAMERA_SHIFTS)) + 4 + 2
     table = format_table([r.as_dict() for r in rows])
     assert "| none | 3 | 4 | 100.0 % |" in table and "| darker | 3 | 4 | 0.0 % | -100.0 |" in table
+    assert "| upscaled-12mp | 3 | 4 | 0.0 % | -100.0 | 0.0 % | 0.0 % | 0.0 % | 0.0 % |" in table
     assert json.dumps([r.as_dict() for r in rows])  # JSON-serialisable
 
 
@@ -122,8 +137,28 @@ def test_plain_table_scenes_use_only_the_given_pills(tmp_path: Path) -> None:
 def test_real_identifier_runs_every_condition(tiny_bundle: Path, tmp_path: Path) -> None:
     images = _photos(tmp_path)
     rows = evaluate_robustness(Identifier.from_bundle(tiny_bundle), images, plain_table=2)
-    assert len(rows) == len(CAMERA_SHIFTS) + 2
+    assert len(rows) == len(CAMERA_SHIFTS) + 3
     assert all(0.0 <= r.score.accuracy <= 1.0 for r in rows)
+
+
+def test_upscale_keeps_the_scene_and_scales_boxes(tmp_path: Path) -> None:
+    gt = _photos(tmp_path, 1)[0]
+    img = load_image(gt.path)
+    big, big_gt = upscale(img, gt, megapixels=1.0)
+    h, w = img.shape[:2]
+    assert abs(big.shape[0] * big.shape[1] - 1e6) < 0.01e6
+    sx, sy = big.shape[1] / w, big.shape[0] / h
+    np.testing.assert_allclose(big_gt.boxes, gt.boxes * [sx, sy, sx, sy], rtol=1e-5)
+    assert big_gt.codes == gt.codes and big_gt.path == gt.path
+    back = cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA)
+    assert np.abs(back.astype(int) - img.astype(int)).mean() < 3.0
+
+
+def test_same_answers_compares_pill_by_pill() -> None:
+    a, b = PipelineScore(answers=["x", "?", "", "y"]), PipelineScore(answers=["x", "y", "", "y"])
+    assert a.same_answers(b) == 0.75
+    with pytest.raises(ValueError, match="pill by pill"):
+        a.same_answers(PipelineScore(answers=["x"]))
 
 
 def test_no_images_is_an_error() -> None:

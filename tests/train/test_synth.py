@@ -15,6 +15,7 @@ from pillsnap_train.data.synth import (
     extract_backgrounds,
     extract_cutouts,
     photometric_jitter,
+    pile_config,
     segment_pill,
     synthesize_scene,
     write_synthetic_yolo,
@@ -240,3 +241,51 @@ def test_photometric_jitter_rejects_non_rgb() -> None:
         photometric_jitter(np.zeros((8, 8), np.uint8), np.random.default_rng(0))
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         photometric_jitter(np.zeros((8, 8, 3), np.float32), np.random.default_rng(0))
+
+
+def _union_masks(scene) -> np.ndarray:  # type: ignore[no-untyped-def]
+    out = np.zeros(scene.image.shape[:2], bool)
+    for m in scene.masks:
+        out |= m
+    return out
+
+
+def test_dense_piles_are_crowded_touching_and_labelled_by_what_shows(
+    cutouts: list[Cutout],
+) -> None:
+    cfg = pile_config(SynthConfig(width=320, height=320, swap_orientation_prob=0.0))
+    crowded = 0
+    for i in range(6):
+        scene = synthesize_scene(cutouts, np.random.default_rng([5, i]), cfg)
+        n = len(scene.boxes)
+        # Pills hidden under others (< 25 % showing) are dropped, so a pile may hold fewer.
+        assert 10 <= n <= 40 and len(scene.masks) == n == len(scene.class_ids)
+        w = scene.image.shape[1]
+        assert (scene.boxes[:, :2] >= 0).all() and (scene.boxes[:, 2] <= w).all()
+        # Piled scenes (most) keep the visible parts: no pixel belongs to two pills, and
+        # each box is its visible part's box. Scattered ones keep whole pills.
+        if sum(int(m.sum()) for m in scene.masks) != int(_union_masks(scene).sum()):
+            continue
+        for box, mask in zip(scene.boxes, scene.masks, strict=True):
+            ys, xs = np.nonzero(mask)
+            assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == tuple(box.astype(int))
+        b = scene.boxes
+        ix = np.maximum(
+            0, np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
+        )
+        iy = np.maximum(
+            0, np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
+        )
+        touching = ((ix * iy) > 0).sum() - n  # ordered pairs of distinct boxes that meet
+        crowded += touching > n
+    assert crowded >= 3  # most piles are piles, not scattered pills
+
+
+def test_default_scenes_do_not_draw_pile_randomness(cutouts: list[Cutout]) -> None:
+    # same_pill_prob / cluster_prob at 0 draw nothing: 1.x scene streams stay as they were.
+    cfg = SynthConfig(width=200, height=160)
+    a = synthesize_scene(cutouts, np.random.default_rng(11), cfg)
+    b = synthesize_scene(
+        cutouts, np.random.default_rng(11), cfg.model_copy(update={"cluster_prob": 0.0})
+    )
+    assert np.array_equal(a.image, b.image)
