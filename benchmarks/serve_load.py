@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -147,12 +148,12 @@ def run_load(port: int, key: str, photo: str, concurrency: int, requests: int) -
     )
 
 
-def overhead(port: int, key: str, photo: str, samples: int) -> dict[str, Any]:
+def overhead(port: int, key: str, photo: str, samples: int, bundle: Path) -> dict[str, Any]:
     """p50 over HTTP vs p50 in-process at concurrency 1, alternating request by request
     (this machine's load drifts; alternating exposes both sides to the same drift)."""
     data = PHOTOS[photo].read_bytes()
     body, ctype = _multipart(data)
-    idf = Identifier.from_bundle(default_bundle_path())
+    idf = Identifier.from_bundle(bundle)
     idf.identify(data)
     client = Client(port, key)
     client.post("/v1/identify", body, ctype)
@@ -240,20 +241,34 @@ def reloads_under_load(port: int, key: str, admin: str, n: int) -> dict[str, Any
     }
 
 
-def rss_growth(port: int, key: str, pid: int, total: int) -> dict[str, Any]:
+def rss_growth(
+    port: int, key: str, pid: int, total: int, report: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Server RSS after 1,000 requests, then after every further 1,000 up to ``total``;
+    ``report`` gets the rows so far after each step (a run cut short keeps its data)."""
     proc = psutil.Process(pid)
-    run_load(port, key, "single", 4, 1000)
-    at_1k = proc.memory_info().rss
+    done = 0
+    rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    run_load(port, key, "single", 4, total - 1000)
-    at_n = proc.memory_info().rss
-    return {
-        "rss_mb_after_1000": round(at_1k / 2**20, 1),
-        f"rss_mb_after_{total}": round(at_n / 2**20, 1),
-        "growth_pct": round(100 * (at_n - at_1k) / at_1k, 2),
-        "requests": total,
-        "seconds_after_1000": round(time.perf_counter() - t0, 1),
-    }
+    while done < total:
+        step = min(1000, total - done)
+        r = run_load(port, key, "single", 4, step)
+        done += step
+        rows.append(
+            {
+                "requests": done,
+                "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+                "errors": r.errors,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+        base = rows[0]["rss_mb"]
+        result = {
+            "checkpoints": rows,
+            "growth_pct_vs_1000": round(100 * (rows[-1]["rss_mb"] - base) / base, 2),
+        }
+        report(result)
+    return result
 
 
 def main() -> int:
@@ -263,13 +278,22 @@ def main() -> int:
     ap.add_argument("--reloads", type=int, default=20)
     ap.add_argument("--rss-requests", type=int, default=10_000, help="0 skips the RSS test")
     ap.add_argument("--max-concurrency", type=int, default=2)
-    ap.add_argument("--only-overhead", action="store_true", help="skip load, reload, RSS")
+    ap.add_argument(
+        "--phases",
+        default="overhead,load,reloads,rss",
+        help="comma-separated subset of overhead,load,reloads,rss",
+    )
+    ap.add_argument("--bundle", type=Path, help="bundle to serve (default: models/DEFAULT)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args()
     if not 1 <= args.requests <= 20_000 or not (
         args.rss_requests == 0 or 1000 < args.rss_requests <= 50_000
     ):
         ap.error("--requests 1..20000, --rss-requests 0 or 1001..50000")
+    phases = set(args.phases.split(","))
+    if phases - {"overhead", "load", "reloads", "rss"}:
+        ap.error(f"unknown phase in {args.phases!r}")
+    bundle = args.bundle or default_bundle_path()
     if not 1 <= args.overhead_samples <= 5000 or not 0 <= args.reloads <= 1000:
         ap.error("--overhead-samples 1..5000, --reloads 0..1000")
 
@@ -292,6 +316,8 @@ def main() -> int:
                 str(args.max_concurrency),
                 "--max-queue",
                 "64",
+                "--bundle",
+                str(bundle),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -313,38 +339,41 @@ def main() -> int:
             out: dict[str, Any] = {
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
+                "load_average_at_start": os.getloadavg(),
                 "server": f"pillsnap serve --max-concurrency {args.max_concurrency} "
-                "--max-queue 64, default bundle",
+                f"--max-queue 64 --bundle {bundle}",
             }
-            out["overhead"] = []
-            for p in PHOTOS:
+
+            def emit(key: str, value: Any) -> None:
+                """Print and save after every phase, so an interrupted run keeps its data."""
+                out[key] = value
+                print(json.dumps({key: value}), flush=True)
+                if args.out:
+                    args.out.write_text(json.dumps(out, indent=2) + "\n")
+
+            overheads = []
+            for p in PHOTOS if "overhead" in phases else ():
                 m0 = scrape(port, client_key)
-                row = overhead(port, client_key, p, args.overhead_samples)
+                row = overhead(port, client_key, p, args.overhead_samples, bundle)
                 row["server_side"] = server_side(m0, scrape(port, client_key))
-                out["overhead"].append(row)
-            print(json.dumps(out["overhead"]), flush=True)
-            if args.only_overhead:
-                args.requests = args.reloads = args.rss_requests = 0
-            out["load"] = []
-            for photo in PHOTOS if args.requests else ():
+                overheads.append(row)
+                emit("overhead", overheads)
+            loads: list[dict[str, Any]] = []
+            for photo in PHOTOS if "load" in phases else ():
                 for conc in (1, 4, 16):
-                    r = run_load(port, client_key, photo, conc, args.requests)
-                    print(json.dumps(asdict(r)), flush=True)
-                    out["load"].append(asdict(r))
-            if args.reloads:
-                out["reloads"] = reloads_under_load(port, client_key, admin_key, args.reloads)
-                print(json.dumps(out["reloads"]), flush=True)
-            if args.rss_requests:
-                out["rss"] = rss_growth(port, client_key, proc.pid, args.rss_requests)
-                print(json.dumps(out["rss"]), flush=True)
+                    loads.append(asdict(run_load(port, client_key, photo, conc, args.requests)))
+                    emit("load", loads)
+            if "reloads" in phases:
+                emit("reloads", reloads_under_load(port, client_key, admin_key, args.reloads))
+            if "rss" in phases and args.rss_requests:
+                rss_growth(port, client_key, proc.pid, args.rss_requests, lambda v: emit("rss", v))
+            emit("load_average_at_end", os.getloadavg())
         finally:
             proc.terminate()
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    if args.out:
-        args.out.write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 
