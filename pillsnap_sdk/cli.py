@@ -12,9 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .batch.inputs import expand_inputs
 from .bundle.loader import load_bundle
 from .defaults import default_bundle_path
-from .errors import BundleError, InvalidImageError, PillsnapError
+from .errors import BundleError, InvalidArgumentError, InvalidImageError, PillsnapError
 from .pipeline import Identifier
 from .results import IdentifyResult
 from .version import __version__
@@ -35,7 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     ident = sub.add_parser("identify", help="identify the pills in one or more photos")
-    ident.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    ident.add_argument(
+        "images",
+        nargs="+",
+        metavar="INPUT",
+        help="photo, folder (recursive), glob, LIST.txt (one path per line) or - (stdin)",
+    )
     ident.add_argument("--bundle", type=Path, help="bundle dir or .zip (default: models/)")
     ident.add_argument("--mode", choices=["auto", "single", "combo"], default="auto")
     ident.add_argument("--top-k", type=int, default=3)
@@ -48,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     ident.add_argument(
         "--threads", type=_positive_int, default=None, help="onnxruntime intra-op threads"
+    )
+    ident.add_argument(
+        "--jsonl",
+        type=Path,
+        metavar="OUT",
+        help="archive run: append one JSON line per photo to OUT; re-running skips done photos",
+    )
+    ident.add_argument(
+        "--workers", type=_positive_int, default=1, help="with --jsonl: worker processes"
     )
 
     bundle = sub.add_parser("bundle", help="inspect or verify a model bundle")
@@ -100,13 +115,21 @@ def _identify(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         print("pillsnap: error: --top-k must be >= 1", file=sys.stderr)
         return 2
+    if args.jsonl or args.workers > 1:
+        from .batch.cli import identify_jsonl
+
+        return identify_jsonl(args)
     idf = Identifier.from_bundle(
         args.bundle or default_bundle_path(), intra_op_threads=args.threads
     )
     failed = 0
-    for path in args.images:
+    items = list(expand_inputs(args.images))
+    if not items:
+        raise InvalidArgumentError(f"no images found in {' '.join(args.images)[:500]}")
+    for item in items:
+        path = Path(item.name)
         try:
-            res = idf.identify(path, mode=args.mode, top_k=args.top_k)
+            res = idf.identify(item.source, mode=args.mode, top_k=args.top_k)
         except InvalidImageError as exc:
             failed += 1
             if args.json:
@@ -122,10 +145,10 @@ def _identify(args: argparse.Namespace) -> int:
             from .annotate import save_annotated
 
             out = args.annotate
-            if len(args.images) > 1 or out.is_dir():
+            if len(items) > 1 or out.is_dir():
                 out.mkdir(parents=True, exist_ok=True)
                 out = out / f"{path.stem}.annotated.png"
-            save_annotated(path, res, out)
+            save_annotated(item.source, res, out)
             if not args.json:
                 print(f"  annotated picture: {out}")
     return 1 if failed else 0

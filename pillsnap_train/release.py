@@ -284,15 +284,22 @@ class Release:
 
             torch.set_num_threads(dc.threads)
         best = self._detector_stage(yaml_path, "train", dc.epochs)
+        stages = {"train": _best_ap50(self.work / "detector" / "train")}
         if dc.finetune_epochs > 0:  # low-lr second stage from the first stage's weights
-            best = self._detector_stage(
+            tuned = self._detector_stage(
                 yaml_path,
                 "finetune",
                 dc.finetune_epochs,
                 init_weights=best,
                 lr0=dc.finetune_lr0,
             )
-        return {"enabled": True, "best": str(best)}
+            stages["finetune"] = _best_ap50(self.work / "detector" / "finetune")
+            # A first stage still improving when its budget ends can lose points to the
+            # second stage's warm-up; never ship the worse of the two (by AP@0.5, the
+            # IoU the release scores pills at).
+            if stages["finetune"] >= stages["train"]:
+                best = tuned
+        return {"enabled": True, "best": str(best), "stage_ap50": stages}
 
     def _detector_stage(self, data_yaml: Path, name: str, epochs: int, **stage: Any) -> Path:
         """One Ultralytics run under ``detector/<name>``; a finished run is reused on resume."""
@@ -884,6 +891,25 @@ class Release:
                 row["detail"],
             )
         return gates
+
+
+def _best_ap50(run_dir: Path) -> float:
+    """Validation mAP@0.5 of the epoch an Ultralytics run kept as ``best.pt`` (the epoch of
+    highest fitness, 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95), from its ``results.csv``; -1 if none."""
+    import csv
+
+    path = run_dir / "results.csv"
+    if not path.is_file():
+        return -1.0
+    with path.open(newline="") as fh:
+        rows = [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(fh)]
+    scored = [
+        (0.1 * float(r["metrics/mAP50(B)"]) + 0.9 * float(r["metrics/mAP50-95(B)"]),
+         float(r["metrics/mAP50(B)"]))
+        for r in rows
+        if r.get("metrics/mAP50(B)") and r.get("metrics/mAP50-95(B)")
+    ]  # fmt: skip
+    return max(scored)[1] if scored else -1.0
 
 
 def _torch_logits(model: Any, x: F32) -> F32:

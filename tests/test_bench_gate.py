@@ -1,9 +1,11 @@
 """The latency gate: ratio/statistics logic on synthetic numbers, plumbing on the tiny
-bundle, and the quick CI gate (SDK / floor ratios vs ``benchmarks/baseline.json``).
+bundle, and the quick latency gate (SDK / floor ratios vs ``benchmarks/baseline.json``),
+which times things and so runs only when asked: ``pytest -m bench tests/test_bench_gate.py``.
 
 The synthetic tests pin the decisions that make the gate trustworthy: a +11 % ratio fails,
-+9 % passes, a one-off spike is forgiven only if re-measuring clears it, a missing metric
-fails, and a GPU profile without a GPU is "not run", never "pass".
++9 % and exactly +10 % pass, a one-off spike is forgiven only if re-measuring clears it, a
+missing metric fails, and a GPU profile without a GPU is "not run", never "pass"; and the
+shipped bundle must have a baseline entry (without one the gate would not gate).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from pillsnap_sdk import bench
 from pillsnap_sdk import cli as sdk_cli
 from pillsnap_sdk.bench import gate, profiles
+from pillsnap_sdk.bench import run as bench_run
 from pillsnap_sdk.bench.cli import main as bench_main
 from pillsnap_sdk.bench.gate import GATED_METRICS, compare_to_baseline, gate_passed, run_gate
 from pillsnap_sdk.bench.profiles import evaluate_targets
@@ -74,6 +77,19 @@ BASE = {f"{MULTI}.e2e_vs_floor": 1.05, f"{SINGLE}.e2e_vs_floor": 1.10}
 
 
 def test_gate_tolerance_boundaries() -> None:
+    # Exactly +10 % passes (the limit is inclusive); the next float above it fails.
+    gated = [f"{MULTI}.e2e_vs_floor"]
+    for base in (1.0, 1.05, 1.10):
+        limit = base * 1.10
+        (at,) = compare_to_baseline({gated[0]: limit}, {gated[0]: base}, 0.10, gated)
+        assert at.status == "pass" and at.limit == limit, (base, at)
+        above = float(np.nextafter(limit, np.inf))
+        (over,) = compare_to_baseline({gated[0]: above}, {gated[0]: base}, 0.10, gated)
+        assert over.status == "fail", (base, over)
+    # The ratio as written: 1.10x a 1.0 baseline, 1.155 over 1.05.
+    assert [c.status for c in compare_to_baseline({"m": 1.10}, {"m": 1.0}, 0.10)] == ["pass"]
+    assert [c.status for c in compare_to_baseline({"m": 1.155}, {"m": 1.05}, 0.10)] == ["pass"]
+    assert [c.status for c in compare_to_baseline({"m": 1.1551}, {"m": 1.05}, 0.10)] == ["fail"]
     ok = compare_to_baseline(
         {f"{MULTI}.e2e_vs_floor": 1.05 * 1.09}, BASE, 0.10, [f"{MULTI}.e2e_vs_floor"]
     )
@@ -169,6 +185,15 @@ def test_baseline_roundtrip_keeps_other_bundles(tmp_path: Path) -> None:
         gate.load_baseline(tmp_path / "bad.json")
 
 
+def test_committed_baseline_has_the_shipped_bundle() -> None:
+    """A new default bundle version without a baseline entry would turn the gate off."""
+    key = bench_run.bundle_key(load_bundle(REPO / "models" / "pushin-pill-edge").manifest)
+    assert key in gate.load_baseline(BASELINE)["bundles"], (
+        f"benchmarks/baseline.json has no entry for the shipped bundle {key}: record one with "
+        "`pillsnap bench --save-baseline benchmarks/baseline.json` (see docs/performance.md)"
+    )
+
+
 def test_committed_baseline_is_well_formed() -> None:
     data = gate.load_baseline(BASELINE)
     assert data["bundles"], "benchmarks/baseline.json has no bundle entries"
@@ -233,13 +258,18 @@ def test_gpu_profile_without_gpu_is_not_run(tiny_bundle: Path) -> None:
 
 
 def test_default_profiles_mirror_devices_yaml() -> None:
-    """The built-in fallback must not drift from the versioned file (when it exists)."""
+    """The built-in fallback (used without pyyaml) is the versioned file, field for field:
+    the same profiles, providers, devices and targets."""
+    yaml_file = REPO / "pillsnap_train" / "profiles" / "devices.yaml"
+    assert yaml_file.is_file(), f"{yaml_file} is versioned with the package"
     loaded = profiles.load_profiles()
-    if "built-in" in loaded["source"]:
-        pytest.skip("pillsnap_train/profiles/devices.yaml not present")
+    assert loaded["source"] == str(yaml_file)
+    from_file = {k: v for k, v in loaded.items() if k != "source"}
+    assert sorted(from_file["profiles"]) == sorted(profiles.DEFAULT_PROFILES["profiles"])
     for name, prof in profiles.DEFAULT_PROFILES["profiles"].items():
-        if name in loaded["profiles"]:
-            assert prof["provider"] == loaded["profiles"][name]["provider"]
+        assert prof == from_file["profiles"][name], name
+        assert prof["targets_ms"] == from_file["profiles"][name]["targets_ms"], name
+    assert from_file == profiles.DEFAULT_PROFILES
 
 
 def test_accuracy_delta_from_recorded_metrics() -> None:
@@ -325,17 +355,21 @@ def _gate_bundle() -> Path:
         import timm  # noqa: F401
         import ultralytics  # noqa: F401
     except Exception:
-        pytest.skip("no bench bundle cached and no torch stack to build it")
+        pytest.fail("no bench bundle cached and no torch stack to build it")
     return Path(mod.bench_bundle_path(build=True))
 
 
+@pytest.mark.bench
 def test_quick_latency_gate_against_baseline() -> None:
-    """SDK / floor ratios within +10 % of benchmarks/baseline.json (re-measured once)."""
+    """SDK / floor ratios within +10 % of benchmarks/baseline.json (re-measured once).
+
+    Timed, so not in the default run: ``pytest -m bench tests/test_bench_gate.py``. A bundle
+    without a baseline entry fails: an ungated run is not a pass.
+    """
     bundle = _gate_bundle()
     report = bench.run_bench(bundle, rounds=6, quick=True, baseline=BASELINE)
     assert report.gate is not None
-    if not report.gate.checks:
-        pytest.skip(report.gate.note)
+    assert report.gate.checks, f"{bundle}: {report.gate.note}"
     print(bench.format_table(report))
     assert report.gate.passed, bench.format_table(report)
     assert np.isfinite([c.current or 0.0 for c in report.gate.checks]).all()

@@ -27,11 +27,13 @@ def augment_crop(
     *,
     strength: float = 1.0,
     scale_prob: float = 0.0,
+    scale_range: tuple[float, float] = (0.3, 3.0),
 ) -> U8:
     """Cut a jittered, rotated crop of ``box`` (or the whole photo) and vary its look.
 
-    ``scale_prob``: chance of :func:`rescale` by 0.3x-3x (log-uniform) at the end, so the
-    model sees each pill at the pixel sizes other distances and cameras give.
+    ``scale_prob``: chance of :func:`rescale` by a factor in ``scale_range`` (log-uniform)
+    at the end, so the model sees each pill at the pixel sizes other distances and cameras
+    give.
     """
     if box is None:
         crop = rgb
@@ -71,7 +73,8 @@ def augment_crop(
         res = jpeg_roundtrip(res, int(rng.integers(20, 91)))
     if scale_prob > 0:
         if rng.random() < scale_prob * strength:  # nearer, farther, another camera
-            res = rescale(res, float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))), rng)
+            lo, hi = np.log(scale_range[0]), np.log(scale_range[1])
+            res = rescale(res, float(np.exp(rng.uniform(lo, hi))), rng)
     elif rng.random() < 0.3 * strength:  # (1.x recipe) low-resolution camera / distant shot
         h, w = res.shape[:2]
         f = rng.uniform(0.35, 0.8)

@@ -69,6 +69,7 @@ class SampleDataset(Dataset[tuple[torch.Tensor, int]]):
         cache: ImageCache | None = None,
         aug_strength: float = 1.0,
         scale_aug: float = 0.0,
+        scale_range: tuple[float, float] = (0.3, 3.0),
     ) -> None:
         self.samples = list(samples)
         self.spec = spec
@@ -79,6 +80,7 @@ class SampleDataset(Dataset[tuple[torch.Tensor, int]]):
         self.cache = cache or ImageCache()
         self.aug_strength = aug_strength
         self.scale_aug = scale_aug
+        self.scale_range = scale_range
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -95,5 +97,6 @@ class SampleDataset(Dataset[tuple[torch.Tensor, int]]):
             rng,
             strength=self.aug_strength,
             scale_prob=self.scale_aug,
+            scale_range=self.scale_range,
         )
         return torch.from_numpy(preprocess(crop, self.spec)[0]), s.label

@@ -67,6 +67,9 @@ class ClassifierConfig(BaseModel):
     #: same pill photographed nearer, farther or by a 12 MP camera must get the same name
     #: (1.1.0 kept 77 % of its names when a photo was upscaled to 12 MP).
     scale_aug: float = 0.5
+    #: Range of that rescale (log-uniform). Below ~0.5 a 60 px crop becomes a ~20 px smudge
+    #: no camera a customer uses would deliver.
+    scale_range: tuple[float, float] = (0.3, 3.0)
     #: Resize filter of the classifier input (see pillsnap_sdk.preprocessing): ``area-linear``
     #: since 2.0.0; ``area`` (1.x bundles) enlarges small crops into blocky pixels.
     interpolation: Interpolation = "area-linear"
@@ -191,6 +194,7 @@ def train_classifier(
         cache=cache,
         aug_strength=cfg.aug_strength,
         scale_aug=cfg.scale_aug,
+        scale_range=cfg.scale_range,
     )
     val_ds = SampleDataset(val, spec, cfg.crop_margin, train=False, cache=cache)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from tinymodels import quadrant_image
 
+from pillsnap_sdk import Identifier
 from pillsnap_sdk.cli import main
 
 
@@ -64,10 +66,32 @@ def test_identify_bad_image_exit_1(
 
 
 def test_identify_annotate(tiny_bundle: Path, photo: Path, tmp_path: Path) -> None:
+    """The picture is the photo with each pill's box drawn on it: the box outlines changed,
+    the photo far from any box (and label) did not."""
     out = tmp_path / "ann.png"
     assert main(["identify", str(photo), "--bundle", str(tiny_bundle), "--annotate", str(out)]) == 0
-    img = Image.open(out)
-    assert img.size == (128, 128)
+    with Image.open(out) as img:
+        assert img.size == (128, 128)
+        drawn = np.asarray(img.convert("RGB")).astype(np.int16)
+    original = np.asarray(Image.open(photo).convert("RGB")).astype(np.int16)
+    changed = (drawn != original).any(axis=2)
+    boxes = [p.bbox for p in Identifier.from_bundle(tiny_bundle).identify(photo).pills]
+    assert len(boxes) == 2 and all(b is not None for b in boxes)
+
+    near = np.zeros_like(changed)  # each box, grown enough to hold its label
+    for b in boxes:
+        assert b is not None
+        x1, y1, x2, y2 = (round(v) for v in b.as_tuple())
+        outline = np.concatenate(
+            [changed[y1, x1 : x2 + 1], changed[y2, x1 : x2 + 1],
+             changed[y1 : y2 + 1, x1], changed[y1 : y2 + 1, x2]]
+        )  # fmt: skip
+        assert outline.mean() > 0.95, f"box {b} is not drawn ({outline.mean():.0%} of its edge)"
+        near[max(0, y1 - 24) : y2 + 25, max(0, x1 - 4) : x2 + 60] = True
+    assert changed[near].sum() > 0 and not changed[~near].any(), (
+        f"{int(changed[~near].sum())} pixels changed away from every box"
+    )
+    assert (~near).sum() > 1000  # a real part of the photo is away from the boxes
 
 
 def test_bundle_info_and_verify(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib.util
 import io
 import socket
 import time
@@ -28,26 +27,9 @@ from typing import Any
 import pytest
 import yaml
 
-
-def _detector_available() -> bool:
-    """True once ``pillsnap_train.detector`` has the three modules the release step imports.
-
-    Checked on disk, not by importing (that would pull ultralytics into test collection).
-    """
-    spec = importlib.util.find_spec("pillsnap_train")
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    base = Path(next(iter(spec.submodule_search_locations))) / "detector"
-    return all((base / f"{m}.py").is_file() for m in ("dataset", "train", "export"))
-
-
-#: ``pillsnap_train.detector`` is being written separately; the e2e run includes the detector
-#: as soon as the module exists (tiny settings below), and runs without it until then.
-DETECTOR_AVAILABLE = _detector_available()
-
 AIHUB_CLASSES = 4
 YOLO_CLASSES = 3
-#: Tiny detector settings used when the detector module exists (64 px, one epoch).
+#: Tiny detector settings (64 px, one epoch).
 TINY_DETECTOR: dict[str, Any] = {
     "enabled": True,
     "model": "yolo11n.yaml",
@@ -165,7 +147,7 @@ def release_config(
     yolo: Path,
     work: str = "work",
     out: str = "out",
-    detector: bool = DETECTOR_AVAILABLE,
+    detector: bool = True,
     variants: list[str] | None = None,
     **top: Any,
 ) -> dict[str, Any]:

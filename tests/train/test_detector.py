@@ -12,7 +12,6 @@ import errno
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +104,6 @@ class Run:
     train_dir: Path
     best: Path
     onnx: Path
-    train_seconds: float
     attempts: list[str] = field(default_factory=list)
 
 
@@ -121,13 +119,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     )
     guard = _Guard()
     with guard.installed():
-        t0 = time.perf_counter()
         best = train_detector(
             data_yaml, tmp / "train", imgsz=IMGSZ, epochs=1, batch=8, workers=0, seed=0
         )
-        seconds = time.perf_counter() - t0
         onnx_path = export_detector_onnx(best, tmp / "export" / "detector.onnx", imgsz=IMGSZ)
-    return Run(data_yaml, tmp / "train", best, onnx_path, seconds, guard.attempts)
+    return Run(data_yaml, tmp / "train", best, onnx_path, guard.attempts)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -235,7 +231,6 @@ def test_training_writes_checkpoints(run: Run) -> None:
     assert run.best.is_file() and run.best.parent == run.train_dir / "weights"
     assert (run.train_dir / "weights" / "last.pt").is_file()
     assert (run.train_dir / "results.csv").is_file()
-    assert run.train_seconds < 120, f"tiny training took {run.train_seconds:.0f}s"
 
 
 def test_no_network_or_install_attempted(run: Run) -> None:
@@ -269,15 +264,26 @@ def test_onnx_contract_and_runs(run: Run) -> None:
     assert (wh >= 0).all()
 
 
-def test_resume_of_a_finished_run_returns_its_weights(run: Run) -> None:
+def test_resume_of_a_finished_run_returns_its_weights(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished run is returned as it is: no trainer is even started (no timing needed)."""
+    from ultralytics.engine.model import Model
+
     from pillsnap_train.detector.train import train_detector
 
+    started: list[object] = []
+
+    def no_training(self: Any, *args: Any, **kwargs: Any) -> None:
+        started.append(kwargs)
+        raise AssertionError("resume of a finished run started training again")
+
+    monkeypatch.setattr(Model, "train", no_training)
     before = run.best.stat().st_mtime_ns
-    t0 = time.perf_counter()
     again = train_detector(run.data_yaml, run.train_dir, imgsz=IMGSZ, epochs=1, resume=True)
     assert again == run.best
+    assert started == []
     assert run.best.stat().st_mtime_ns == before
-    assert time.perf_counter() - t0 < 15
 
 
 class _Killed(Exception):

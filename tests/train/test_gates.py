@@ -88,6 +88,28 @@ def gate_work(release_run: ReleaseRun, tmp_path_factory: pytest.TempPathFactory)
     return GateWork(path, rc, Path(rc.work_dir), Path(rc.output_dir), n)
 
 
+@pytest.fixture(autouse=True)
+def _restore_work(gate_work: GateWork) -> Iterator[None]:
+    """Put the shared work dir back after every test, pass or fail: step markers, the config
+    hash, and no published bundle. The tests share one module-scoped work dir, so a test
+    that fails half-way must not change what the next one sees."""
+    steps = gate_work.work / "steps"
+    sha = gate_work.work / "config.sha256"
+    dest = gate_work.out / gate_work.cfg.name
+    markers = {p.name: p.read_bytes() for p in steps.iterdir() if p.is_file()}
+    sha_bytes, published = sha.read_bytes(), dest.exists()
+    yield
+    for p in steps.iterdir():
+        if p.is_file() and p.name not in markers:
+            p.unlink()
+    for name, data in markers.items():
+        if not (steps / name).is_file() or (steps / name).read_bytes() != data:
+            (steps / name).write_bytes(data)
+    sha.write_bytes(sha_bytes)
+    if dest.exists() and not published:
+        shutil.rmtree(dest)
+
+
 def _roll_classes(src: Path, dst: Path, n_classes: int) -> Path:
     """Same network, classes shifted by one in the last layer: every top-1 changes."""
     model = onnx.load(str(src))
@@ -149,11 +171,10 @@ def test_broken_export_fails_parity_and_publishes_nothing(gate_work: GateWork) -
         assert "RELEASE BLOCKED" in err and "parity" in err
         assert not dest.exists()
 
-    # Control: the same work dir with the intact export releases.
+    # Control: the same work dir with the intact export releases (``_restore_work`` then
+    # unpublishes it and drops the package step's marker).
     res = run_release(gate_work.cfg, until="package")
     assert Path(res["package"]["published"]) == dest and (dest / "manifest.json").is_file()
-    shutil.rmtree(dest)
-    (gate_work.work / "steps" / "package.json").unlink()
 
 
 # --------------------------------------------------------------------------- (b) variants
@@ -251,7 +272,7 @@ def test_resume_skips_finished_steps(
     monkeypatch.setattr(Release, "calibrate", calibrate_again)
     results = run_release(gate_work.cfg, until="calibrate", force_steps=("calibrate",))
     assert calls == ["calibrate"] and results["calibrate"]["redone"] is True
-    (gate_work.work / "steps" / "calibrate.json").write_text(markers["calibrate"])
+    # (``_restore_work`` puts the real calibrate marker back.)
 
 
 def test_changed_config_on_same_work_dir_is_refused(gate_work: GateWork, tmp_path: Path) -> None:
@@ -269,10 +290,8 @@ def test_changed_config_on_same_work_dir_is_refused(gate_work: GateWork, tmp_pat
     assert rc == 1 and "different config" in err
     assert sha.read_text() == before
 
-    # The same config is accepted again (resume), and the explicit override works.
+    # The same config is accepted again (resume), and the explicit override works
+    # (``_restore_work`` restores the hash).
     run_release(gate_work.cfg, until="ingest")
-    try:
-        run_release(changed, until="ingest", allow_config_change=True)
-        assert sha.read_text() != before
-    finally:
-        sha.write_text(before)
+    run_release(changed, until="ingest", allow_config_change=True)
+    assert sha.read_text() != before

@@ -9,12 +9,11 @@ import pytest
 
 from pillsnap_train.cli import main
 
-from .conftest import DETECTOR_AVAILABLE, TINY_DETECTOR, make_sources, release_config, write_config
+from .conftest import TINY_DETECTOR, make_sources, release_config, write_config
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.skipif(not DETECTOR_AVAILABLE, reason="pillsnap_train.detector missing")
 def test_both_models_train_and_the_detector_logs_to_its_file(tmp_path: Path) -> None:
     aihub, yolo = make_sources(tmp_path)
     cfg = release_config(tmp_path, aihub=aihub, yolo=yolo, parallel_training=True)

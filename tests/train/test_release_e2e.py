@@ -20,7 +20,7 @@ from pillsnap_sdk.bundle.loader import load_bundle
 from pillsnap_train.data.fixtures import fixture_class
 from pillsnap_train.data.records import group_by_image, read_manifest
 
-from .conftest import AIHUB_CLASSES, DETECTOR_AVAILABLE, YOLO_CLASSES, ReleaseRun
+from .conftest import AIHUB_CLASSES, YOLO_CLASSES, ReleaseRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_network")]
 
@@ -158,8 +158,7 @@ def test_report_gates_are_all_present_with_verdicts(report: dict[str, Any]) -> N
     assert all(g["status"] in GATE_STATUSES and g["detail"] for g in gates.values())
     for name in ("classifier parity", "pipeline parity", "classifier accuracy"):
         assert gates[name]["status"] == "pass", gates[name]
-    if DETECTOR_AVAILABLE:
-        assert gates["detector parity"]["status"] in GATE_STATUSES
+    assert gates["detector parity"]["status"] in GATE_STATUSES
     assert not [g for g in gates.values() if g["status"] == "fail"]
     latency = [g for n, g in gates.items() if n.startswith("latency ")]
     assert latency, "no latency gate rows"
@@ -230,8 +229,6 @@ def test_detector_only_source_trains_the_detector_not_the_classifier(
     extra_codes = {r.class_code for r in extra}
     labels = json.loads((bundle_dir / "labels.json").read_text(encoding="utf-8"))["classes"]
     assert len(labels) == N_CLASSES and not extra_codes & {c["code"] for c in labels}
-    if not DETECTOR_AVAILABLE:
-        return
     info = json.loads((run.work / "detector" / "dataset" / "dataset_info.json").read_text())
     train_extra = {Path(r.image_path).stem for r in extra if r.split == "train"}
     written = {p.stem for p in (run.work / "detector" / "dataset" / "train" / "images").iterdir()}
@@ -268,7 +265,7 @@ def test_identify_from_dir_and_zip_names_pills_from_labels(
         for c in json.loads((bundle_dir / "labels.json").read_text(encoding="utf-8"))["classes"]
     }
     from_dir, from_zip = Identifier.from_bundle(bundle_dir), Identifier.from_bundle(zip_path)
-    assert from_dir.has_detector == DETECTOR_AVAILABLE
+    assert from_dir.has_detector
     singles = sorted((p, codes[0]) for p, codes in val_photos.items() if len(codes) == 1)
     assert len(singles) >= 5
     hits = 0
@@ -300,7 +297,6 @@ def test_identify_from_dir_and_zip_names_pills_from_labels(
 # A one-epoch detector finds little; this checks the plumbing, not its accuracy.
 
 
-@pytest.mark.skipif(not DETECTOR_AVAILABLE, reason="pillsnap_train.detector not written yet")
 def test_detector_is_trained_exported_calibrated_and_packaged(
     run: ReleaseRun, bundle_dir: Path, report: dict[str, Any], val_photos: dict[str, list[str]]
 ) -> None:

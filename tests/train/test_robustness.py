@@ -190,6 +190,8 @@ def test_cli_on_a_released_bundle(release_run, tmp_path: Path) -> None:  # type:
             str(release_run.config_path),
             "--scenes",
             "2",
+            "--piles",
+            "1",
             "--json",
             str(out),
         ]
@@ -198,7 +200,8 @@ def test_cli_on_a_released_bundle(release_run, tmp_path: Path) -> None:  # type:
     data = json.loads(out.read_text())
     assert data["bundle"] == "tiny-e2e@0.0.1"
     rows = {r["condition"]: r for r in data["rows"]}
-    assert "plain-table" in rows and len(rows) == len(CAMERA_SHIFTS) + 2
+    assert {"plain-table", "upscaled-12mp", "dense-pile"} <= set(rows)
+    assert len(rows) == len(CAMERA_SHIFTS) + 4
     # Same bundle, same photos, same scoring: the "none" row is the release report's number.
     report = json.loads((release_run.work / "bundle" / "report.json").read_text())
     for key in ("n_pills", "found", "correct", "false_positives"):
