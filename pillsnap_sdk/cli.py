@@ -1,4 +1,4 @@
-"""``pillsnap`` command line: identify photos, inspect and verify bundles, benchmark.
+"""``pillsnap`` command line: identify photos, inspect and verify bundles, benchmark, serve.
 
 Exit codes: 0 success; 1 a photo or bundle was refused (the message says why);
 2 usage error; 141 stdout was closed early (e.g. ``| head``), as for SIGPIPE.
@@ -190,6 +190,15 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     add_bench_arguments(bench)
+
+    # Everything after `serve` goes to pillsnap_sdk.serve.cli, imported only when it runs
+    # (the serve extra is optional); `pillsnap serve --help` shows its flags.
+    serve = sub.add_parser(
+        "serve",
+        add_help=False,
+        help="HTTP service and kiosk page (needs the serve extra); `serve keygen ID` makes keys",
+    )
+    serve.add_argument("serve_args", nargs=argparse.REMAINDER)
     return p
 
 
@@ -219,7 +228,12 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["serve"]:  # its own parser (argparse.REMAINDER drops leading --flags)
+        from .serve.cli import main as serve_main
+
+        return serve_main(raw[1:])
+    args = _parser().parse_args(raw)
     _setup_logging(args)
     try:
         if args.command == "identify":
