@@ -1,4 +1,4 @@
-"""``pillsnap`` command line: identify photos, inspect and verify bundles, benchmark.
+"""``pillsnap`` command line: identify photos, inspect and verify bundles, benchmark, serve.
 
 Exit codes: 0 success; 1 a photo or bundle was refused (the message says why);
 2 usage error; 141 stdout was closed early (e.g. ``| head``), as for SIGPIPE.
@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,23 @@ from .results import IdentifyResult
 from .version import __version__
 
 __all__ = ["main"]
+
+_ANNOTATE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def safe(text: object) -> str:
+    """Text fit for an operator's terminal: control and format characters escaped.
+
+    Label names, codes and file names come from bundles and uploads; printed raw, an
+    ``ESC [ ...`` sequence can rewrite the screen and U+202E can reverse what is shown.
+    """
+    out = []
+    for ch in str(text):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch != "\n":
+            out.append(ascii(ch)[1:-1])
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _positive_int(text: str) -> int:
@@ -170,6 +188,15 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     bench_arguments(bench)
+
+    # Everything after `serve` goes to pillsnap_sdk.serve.cli, imported only when it runs
+    # (the serve extra is optional); `pillsnap serve --help` shows its flags.
+    serve = sub.add_parser(
+        "serve",
+        add_help=False,
+        help="HTTP service and kiosk page (needs the serve extra); `serve keygen ID` makes keys",
+    )
+    serve.add_argument("serve_args", nargs=argparse.REMAINDER)
     return p
 
 
@@ -215,7 +242,12 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["serve"]:  # its own parser (argparse.REMAINDER drops leading --flags)
+        from .serve.cli import main as serve_main
+
+        return serve_main(raw[1:])
+    args = _parser().parse_args(raw)
     _setup_logging(args)
     try:
         if args.command == "identify":
@@ -228,8 +260,13 @@ def _main(argv: Sequence[str] | None) -> int:
             from .bench.cli import run_cli_bench_args
 
             return run_cli_bench_args(args)
-    except PillsnapError as exc:
-        print(f"pillsnap: error: {exc}", file=sys.stderr)
+    except _UsageError as exc:
+        print(f"pillsnap: error: {safe(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        raise  # the reader went away: handled (exit 141) by main()
+    except (PillsnapError, OSError) as exc:
+        print(f"pillsnap: error: {safe(exc)}", file=sys.stderr)
         return 1
     return 2
 
@@ -243,12 +280,43 @@ def _schema(which: str) -> int:
     return 0
 
 
+class _UsageError(Exception):
+    """A bad combination of command-line options (exit code 2)."""
+
+
+def _annotate_target(out: Path | None, n_images: int) -> Path | None:
+    """Check ``--annotate`` before any photo is processed: a folder for several photos
+    (created if missing), else a writable picture name with a known extension."""
+    if out is None:
+        return None
+    if n_images > 1 or out.is_dir():
+        if out.exists() and not out.is_dir():
+            raise _UsageError(f"--annotate {out} is a file; give a folder for several photos")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _UsageError(f"--annotate: cannot create folder {out}: {exc}") from exc
+        return out
+    if out.suffix.lower() not in _ANNOTATE_SUFFIXES:
+        raise _UsageError(
+            f"--annotate {out}: unknown picture extension {out.suffix!r}; use one of "
+            f"{', '.join(_ANNOTATE_SUFFIXES)}"
+        )
+    if not out.parent.is_dir():
+        raise _UsageError(f"--annotate {out}: folder {out.parent} does not exist")
+    return out
+
+
 def _identify(args: argparse.Namespace) -> int:
     if args.jsonl or args.workers > 1:
         from .batch.cli import identify_jsonl
 
         return identify_jsonl(args)
     quiet = bool(getattr(args, "quiet", False))
+    items = list(expand_inputs(args.images))
+    if not items:
+        raise InvalidArgumentError(f"no images found in {' '.join(args.images)[:500]}")
+    annotate_to = _annotate_target(args.annotate, len(items))
     source = resolve_bundle(args.bundle) if args.bundle else default_bundle_path()
     idf = Identifier.from_bundle(source, intra_op_threads=args.threads)
     logging.getLogger("pillsnap_sdk").info(
@@ -256,9 +324,6 @@ def _identify(args: argparse.Namespace) -> int:
     )
     failed = 0
     done: list[tuple[str, IdentifyResult]] = []
-    items = list(expand_inputs(args.images))
-    if not items:
-        raise InvalidArgumentError(f"no images found in {' '.join(args.images)[:500]}")
     for item in items:
         path = Path(item.name)
         try:
@@ -268,23 +333,29 @@ def _identify(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"image": str(path), "error": str(exc)}))
             else:
-                print(f"{path}: error: {exc}", file=sys.stderr)
+                print(f"{safe(path)}: error: {safe(exc)}", file=sys.stderr)
             continue
         done.append((str(path), res))
         if args.json:
             print(json.dumps({"image": str(path), **res.model_dump(mode="json")}))
         else:
             print(_table(path, res))
-        if args.annotate:
+        if annotate_to is not None:
             from .annotate import save_annotated
 
-            out = args.annotate
-            if len(items) > 1 or out.is_dir():
-                out.mkdir(parents=True, exist_ok=True)
+            out = annotate_to
+            if out.is_dir():
                 out = out / f"{path.stem}.annotated.png"
-            save_annotated(item.source, res, out)
+            try:
+                save_annotated(item.source, res, out)
+            except Exception as exc:  # OSError, cv2.error: unwritable, full disk...
+                failed += 1
+                print(
+                    f"{safe(path)}: error: cannot write {safe(out)}: {safe(exc)}", file=sys.stderr
+                )
+                continue
             if not args.json and not quiet:
-                print(f"  annotated picture: {out}")
+                print(f"  annotated picture: {safe(out)}")
     if args.coco:
         from .interop import to_coco
 
@@ -300,23 +371,22 @@ def _identify(args: argparse.Namespace) -> int:
 def _table(path: Path, res: IdentifyResult) -> str:
     w, h = res.image_size
     lines = [
-        f"{path}  ({w}x{h}, mode={res.mode_used}, {len(res.pills)} pill(s), "
-        f"{res.timings_ms.get('total', 0.0):.0f} ms, bundle {res.bundle.name} "
-        f"{res.bundle.version})"
+        f"{safe(path)}  ({w}x{h}, mode={res.mode_used}, {len(res.pills)} pill(s), "
+        f"{res.timings_ms.get('total', 0.0):.0f} ms, bundle {safe(res.bundle.name)} "
+        f"{safe(res.bundle.version)})"
     ]
     if res.warnings:
-        lines.append(f"  warnings: {', '.join(res.warnings)}")
+        lines.append(f"  warnings: {safe(', '.join(res.warnings))}")
     lines.append(
         f"  {'#':>2}  {'name':<22} {'code':<16} {'conf':>5}  {'box (x1,y1,x2,y2)':<24} alternatives"
     )
     for i, pill in enumerate(res.pills, 1):
         best = pill.candidates[0]
-        name = best.name if pill.label else f"unknown ({best.name}?)"
+        name = safe(best.name) if pill.label else f"unknown ({safe(best.name)}?)"
         box = ",".join(f"{v:.0f}" for v in pill.bbox.as_tuple()) if pill.bbox else "whole photo"
-        alts = ", ".join(f"{c.name} {c.confidence:.0%}" for c in pill.candidates[1:])
-        lines.append(
-            f"  {i:>2}  {name:<22} {best.code:<16} {best.confidence:>5.0%}  {box:<24} {alts}"
-        )
+        alts = ", ".join(f"{safe(c.name)} {c.confidence:.0%}" for c in pill.candidates[1:])
+        code = safe(best.code)
+        lines.append(f"  {i:>2}  {name:<22} {code:<16} {best.confidence:>5.0%}  {box:<24} {alts}")
     return "\n".join(lines)
 
 
@@ -328,18 +398,18 @@ def _bundle(args: argparse.Namespace) -> int:
             print(m.model_dump_json(indent=2))
             return 0
         print(
-            f"{m.name} {m.version} (schema {m.schema_version}, needs pillsnap >= "
+            f"{safe(m.name)} {safe(m.version)} (schema {m.schema_version}, needs pillsnap >= "
             f"{m.min_sdk_version}, created {m.created_at:%Y-%m-%d})"
         )
         for role, spec in (("classifier", m.classifier), ("detector", m.detector)):
             if spec:
                 pp = spec.preprocessing
                 print(
-                    f"  {role}: {spec.file} {spec.precision} input {spec.input_shape} "
+                    f"  {role}: {safe(spec.file)} {spec.precision} input {safe(spec.input_shape)} "
                     f"({pp.resize} {pp.size[1]}x{pp.size[0]})"
                 )
         for v in m.variants:
-            print(f"  variant: {v.role} {v.precision} {v.file}")
+            print(f"  variant: {v.role} {v.precision} {safe(v.file)}")
         t = m.thresholds
         print(
             f"  thresholds: T={t.temperature:.3f} unknown<{t.unknown_threshold:.2f} "
@@ -347,15 +417,18 @@ def _bundle(args: argparse.Namespace) -> int:
         )
         print(f"  classes: {len(b.labels.classes)}")
         for credit in m.data:
-            print(f"  data: {credit.name} ({credit.licence}) {credit.source}")
+            print(f"  data: {safe(credit.name)} ({safe(credit.licence)}) {safe(credit.source)}")
         return 0
     # verify: integrity first, then build the sessions (input shapes vs manifest).
     try:
         Identifier.from_bundle(args.path)
     except BundleError as exc:
-        print(f"REFUSED {args.path}: {exc}")
+        print(f"REFUSED {safe(args.path)}: {safe(exc)}")
         return 1
-    print(f"OK {args.path}: all file hashes, versions and model inputs match the manifest")
+    print(
+        f"OK {safe(args.path)}: all file hashes, versions, thresholds and model inputs and "
+        "outputs match the manifest"
+    )
     return 0
 
 

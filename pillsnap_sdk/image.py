@@ -1,181 +1,216 @@
 """Turn whatever a caller hands us into one RGB ``uint8`` array, or raise InvalidImageError.
 
 Why one function: the classifier was trained on RGB pixels as a camera shows them, so every
-input kind (path, encoded bytes, numpy, PIL) must end in the *same* pixels. Files honour
-EXIF orientation (phones store portrait photos rotated), exotic modes (16-bit, palette,
-CMYK, alpha) are reduced deterministically, and a pixel limit is checked from the header
-before any pixel is decoded, so a 40 KB "decompression bomb" cannot allocate gigabytes.
+input kind (path, encoded bytes, binary file object, numpy, PIL) must end in the *same*
+pixels. Files honour EXIF orientation (phones store portrait photos rotated), exotic modes
+(16-bit, palette, CMYK, alpha) are reduced deterministically, and every limit (file size,
+pixels, memory budget, JPEG scans) is checked before any pixel is decoded
+(:mod:`pillsnap_sdk.decode`), so a 40 KB "decompression bomb" cannot allocate gigabytes.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import warnings
+import stat
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from .errors import InvalidImageError
+from .decode import check_size, composite_on_white, decode_bytes, pil_to_rgb
+from .errors import InvalidArgumentError, InvalidImageError
+from .imagelimits import byte_budget
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageInput", "RGBImage", "load_image"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ChannelOrder",
+    "ImageInput",
+    "RGBImage",
+    "check_max_pixels",
+    "load_image",
+    "max_file_bytes",
+]
+
+
+class BinaryReadable(Protocol):
+    """Anything with ``read(n) -> bytes``: ``BytesIO``, ``open(p, "rb")``, ``UploadFile.file``."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
 
 RGBImage: TypeAlias = npt.NDArray[np.uint8]
 ImageInput: TypeAlias = (
-    str | os.PathLike[str] | bytes | bytearray | memoryview | npt.NDArray[Any] | Image.Image
+    str
+    | os.PathLike[str]
+    | bytes
+    | bytearray
+    | memoryview
+    | BinaryReadable
+    | npt.NDArray[Any]
+    | Image.Image
 )
+ChannelOrder = Literal["RGB", "BGR"]
 
 #: Default pixel limit (width * height): 64 MP covers every phone camera (a 200 MP sensor
-#: writes 50 MP JPEGs by default) while capping the decoded RGB buffer at ~192 MB.
+#: writes 50 MP JPEGs by default). With it the decode memory budget is 8 bytes/pixel
+#: (512 MB); see docs/reliability.md for the measured peaks.
 DEFAULT_MAX_PIXELS = 64_000_000
-
-# Our own limit is checked from the header; PIL's global bomb check stays as a second net
-# (DecompressionBombError above 2 x Image.MAX_IMAGE_PIXELS whatever max_pixels says).
-_ALPHA_BACKGROUND = (255, 255, 255)
+_CHANNEL_ORDERS = ("RGB", "BGR")
+_STRIP_ROWS_PIXELS = 1 << 18
 
 
-def load_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBImage:
+def check_max_pixels(value: object) -> int:
+    """``max_image_pixels`` must be a positive ``int``: NaN or a float would disable it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(
+            f"max_image_pixels must be a positive int (pixels, e.g. 64_000_000), got {value!r}"
+        )
+    return value
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """Largest encoded file read for ``max_pixels``: 4 bytes/pixel (an uncompressed RGBA
+    BMP/TIFF at the limit) plus 1 MiB of headers, and never above the memory budget."""
+    return min(4 * max_pixels + (1 << 20), byte_budget(max_pixels))
+
+
+def load_image(
+    image: ImageInput,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    channel_order: ChannelOrder = "RGB",
+) -> RGBImage:
     """Return a C-contiguous ``HxWx3`` RGB ``uint8`` array for any supported input.
 
-    Accepts a path (``str``/``PathLike``), encoded bytes, a numpy ``uint8`` array
-    (``HxWx3`` RGB, ``HxWx4`` RGBA, ``HxW`` or ``HxWx1`` grey) or a PIL image.
+    Accepts a path (``str``/``PathLike``), encoded bytes, a binary file object (anything
+    whose ``read()`` returns bytes), a numpy ``uint8`` array (``HxWx3``, ``HxWx4``, ``HxW``
+    or ``HxWx1``; ``channel_order="BGR"`` for arrays from OpenCV) or a PIL image.
     Raises :class:`InvalidImageError` for anything else, with a message that says why.
     """
+    check_max_pixels(max_pixels)
+    if channel_order not in _CHANNEL_ORDERS:
+        raise InvalidArgumentError(
+            f"channel_order must be 'RGB' or 'BGR' (OpenCV arrays), got {channel_order!r}"
+        )
     if isinstance(image, np.ndarray):
-        return _from_array(image, max_pixels)
+        return _from_array(image, max_pixels, channel_order)
     if isinstance(image, Image.Image):
-        return _from_pil(image, max_pixels, source="PIL image")
+        return pil_to_rgb(image, max_pixels, source="PIL image")
     if isinstance(image, (bytes, bytearray, memoryview)):
-        data = bytes(image)
-        if not data:
-            raise InvalidImageError("empty bytes: pass the encoded file content (JPEG/PNG/...)")
-        return _decode(io.BytesIO(data), max_pixels, source="bytes")
+        return _decode(_buffer_bytes(image, max_pixels), max_pixels, "bytes")
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        try:
-            # is_file() itself raises for over-long names and unreadable parents.
-            is_file = path.is_file()
-            data = path.read_bytes() if is_file else b""
-        except (OSError, ValueError) as exc:
-            raise InvalidImageError(f"cannot read image file {str(path)[:200]!r}: {exc}") from exc
-        if not is_file:
-            raise InvalidImageError(f"no such image file: {path} (check the path)")
-        if not data:
-            raise InvalidImageError(f"{path} is empty (0 bytes): retake or re-upload the photo")
-        return _decode(io.BytesIO(data), max_pixels, source=str(path))
+        path = _as_path(image)
+        return _decode(_read_path(path, max_pixels), max_pixels, str(path)[:200])
+    if callable(getattr(image, "read", None)):
+        return _decode(_read_stream(image, max_pixels), max_pixels, "file object")
     raise InvalidImageError(
-        f"unsupported image type {type(image).__name__}: pass a path, encoded bytes, "
-        "a uint8 numpy array (HxWx3 RGB or HxW grey) or a PIL image"
+        f"unsupported image type {type(image).__name__}: pass a path, encoded bytes, a "
+        "binary file object, a uint8 numpy array (HxWx3 RGB or HxW grey) or a PIL image"
     )
 
 
-def _check_size(width: int, height: int, max_pixels: int, source: str) -> None:
-    if width < 1 or height < 1:
-        raise InvalidImageError(f"{source}: image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
+def _decode(data: bytes, max_pixels: int, source: str) -> RGBImage:
+    if not data:
+        raise InvalidImageError(f"{source} is empty (0 bytes): retake or re-upload the photo")
+    return decode_bytes(data, max_pixels, source)
+
+
+def _too_big(source: str, size: int, cap: int) -> InvalidImageError:
+    return InvalidImageError(
+        f"{source}: {size:,} bytes is larger than any photo under the pixel limit "
+        f"({cap:,} bytes); downscale or recompress it"
+    )
+
+
+def _buffer_bytes(image: bytes | bytearray | memoryview, max_pixels: int) -> bytes:
+    try:
+        size = image.nbytes if isinstance(image, memoryview) else len(image)
+        cap = max_file_bytes(max_pixels)
+        if size > cap:
+            raise _too_big("bytes", size, cap)
+        data = bytes(image)
+    except ValueError as exc:  # a released memoryview, or one that is not C-contiguous
+        raise InvalidImageError(f"unusable memoryview: {exc}; pass bytes") from exc
+    if not data:
+        raise InvalidImageError("empty bytes: pass the encoded file content (JPEG/PNG/...)")
+    return data
+
+
+def _as_path(image: str | os.PathLike[str]) -> Path:
+    try:
+        raw = os.fspath(image)
+    except Exception as exc:  # a PathLike whose __fspath__ raises
+        raise InvalidImageError(f"cannot use {type(image).__name__} as a path: {exc}") from exc
+    if raw == "":
+        raise InvalidImageError("no such image file: '' (empty path)")
+    if not isinstance(raw, str):
         raise InvalidImageError(
-            f"{source}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
-            f"{max_pixels:,}; downscale the photo or raise max_image_pixels"
+            f"image path must be text, got {type(raw).__name__} from {type(image).__name__}; "
+            "decode it first (os.fsdecode)"
         )
+    return Path(raw)
 
 
-def _decode(stream: io.BytesIO, max_pixels: int, source: str) -> RGBImage:
+def _read_path(path: Path, max_pixels: int) -> bytes:
+    """Stat first (regular file, size cap), then read at most the cap: a FIFO, a device or
+    a 10 GB file is refused without blocking or reading it."""
+    shown = str(path)[:200]
     try:
-        img = _open(stream, max_pixels)
-    except UnidentifiedImageError as exc:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InvalidImageError(f"no such image file: {shown} (check the path)") from None
+    except (OSError, ValueError) as exc:  # over-long names, NUL bytes, EACCES on a parent
+        if isinstance(exc, ValueError) and "null" in str(exc).lower():
+            raise InvalidImageError(f"no such image file: {shown!r} (NUL in path)") from exc
+        raise InvalidImageError(f"cannot read image file {shown!r}: {exc}") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidImageError(f"{shown} is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
         raise InvalidImageError(
-            f"{source}: not a decodable image ({exc.__class__.__name__}); "
-            "send a JPEG, PNG, WebP, BMP, TIFF or GIF photo"
-        ) from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidImageError(
-            f"{source}: image header claims too many pixels ({exc}); the limit is "
-            f"{max_pixels:,} pixels: downscale the photo"
-        ) from exc
-    except Exception as exc:  # PIL raises many types for hostile headers
-        raise InvalidImageError(f"{source}: cannot parse image header: {exc}") from exc
-    return _from_pil(img, max_pixels, source)
-
-
-def _open(stream: io.BytesIO, max_pixels: int) -> Image.Image:
-    """``Image.open`` without touching the process-wide warning filters on the hot path.
-
-    PIL warns (DecompressionBombWarning) above ``Image.MAX_IMAGE_PIXELS`` while parsing the
-    header, i.e. before our own limit is checked. ``warnings.catch_warnings`` is not
-    thread-safe (it swaps the global filter list), so it is only used when the caller
-    raised ``max_pixels`` above PIL's threshold and the warning could concern an image we
-    accept. With the default limit every image PIL warns about is refused right after
-    (the warning may still reach the caller's log; as an error it is caught below).
-    """
-    pil_limit = Image.MAX_IMAGE_PIXELS
-    if pil_limit is None or max_pixels <= pil_limit:
-        return Image.open(stream)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(stream)
-
-
-def _from_pil(img: Image.Image, max_pixels: int, source: str) -> RGBImage:
-    _check_size(img.width, img.height, max_pixels, source)
+            f"{shown} is not a regular file (a pipe, socket or device); save the photo first"
+        )
+    cap = max_file_bytes(max_pixels)
+    if st.st_size > cap:
+        raise _too_big(shown, st.st_size, cap)
     try:
-        # Decode only now, after the size check. Also covers a caller's lazily opened
-        # ``Image.open`` result, whose pixels may be truncated just like raw bytes.
-        img.load()
-    except Exception as exc:  # truncated / corrupt payloads: OSError, SyntaxError, ...
+        with path.open("rb") as fh:
+            data = fh.read(cap + 1)
+    except (OSError, ValueError) as exc:
+        raise InvalidImageError(f"cannot read image file {shown!r}: {exc}") from exc
+    if len(data) > cap:  # grew after stat
+        raise _too_big(shown, len(data), cap)
+    return data
+
+
+def _read_stream(stream: Any, max_pixels: int) -> bytes:
+    """Read a caller's binary file object, at most the size cap, without closing it."""
+    if isinstance(stream, io.TextIOBase) or "b" not in str(getattr(stream, "mode", "b")):
         raise InvalidImageError(
-            f"{source}: image data is corrupt or truncated ({exc}); retake or re-upload"
-        ) from exc
+            "file object is open in text mode; open the photo with open(path, 'rb')"
+        )
+    cap = max_file_bytes(max_pixels)
     try:
-        if getattr(img, "is_animated", False):
-            img.seek(0)  # animated GIF/WebP/APNG: the first frame is the photo
-        img = ImageOps.exif_transpose(img) or img
-        rgb = _to_rgb(img)
-    except InvalidImageError:
-        raise
+        data = stream.read(cap + 1)
     except Exception as exc:
-        raise InvalidImageError(f"{source}: cannot convert image to RGB: {exc}") from exc
-    return np.ascontiguousarray(rgb, dtype=np.uint8)
+        raise InvalidImageError(f"file object: cannot read: {exc}") from exc
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        raise InvalidImageError(
+            f"file object: read() returned {type(data).__name__}, not bytes; "
+            "open the photo in binary mode ('rb')"
+        )
+    if len(data) > cap:
+        raise _too_big("file object", len(data), cap)
+    return data
 
 
-def _to_rgb(img: Image.Image) -> RGBImage:
-    mode = img.mode
-    if mode == "RGB":
-        return np.asarray(img, dtype=np.uint8)
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _grey_to_rgb(_wide_to_uint8(np.asarray(img), mode))
-    if mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*_ALPHA_BACKGROUND, 255))
-        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)  # L, 1, P, CMYK, YCbCr, LAB, HSV
-
-
-def _wide_to_uint8(arr: npt.NDArray[Any], mode: str) -> npt.NDArray[np.uint8]:
-    """Map 16-bit/32-bit/float grey to 8 bits by range, not by clipping."""
-    if mode == "F":
-        values = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        scale = 255.0 if values.max(initial=0.0) <= 1.0 else 1.0
-        out: npt.NDArray[np.uint8] = np.clip(values * scale + 0.5, 0, 255).astype(np.uint8)
-        return out
-    wide = arr.astype(np.int64)
-    peak = int(wide.max(initial=0))
-    if peak <= 255 and mode == "I":
-        return np.clip(wide, 0, 255).astype(np.uint8)
-    return np.clip((wide * 255 + 32767) // 65535, 0, 255).astype(np.uint8)
-
-
-def _grey_to_rgb(grey: npt.NDArray[np.uint8]) -> RGBImage:
-    out: RGBImage = np.repeat(grey[:, :, None], 3, axis=2)
-    return out
-
-
-def _from_array(arr: npt.NDArray[Any], max_pixels: int) -> RGBImage:
+def _from_array(arr: npt.NDArray[Any], max_pixels: int, order: ChannelOrder) -> RGBImage:
+    if type(arr) is not np.ndarray:  # np.matrix, masked arrays, memmaps: plain view
+        arr = np.asarray(arr)
     if arr.dtype != np.uint8:
         raise InvalidImageError(
             f"numpy image must have dtype uint8, got {arr.dtype}; "
@@ -184,14 +219,26 @@ def _from_array(arr: npt.NDArray[Any], max_pixels: int) -> RGBImage:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 2:
-        _check_size(arr.shape[1], arr.shape[0], max_pixels, "numpy image")
-        return np.ascontiguousarray(_grey_to_rgb(arr))
+        check_size(arr.shape[1], arr.shape[0], max_pixels, "numpy image")
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
-        _check_size(arr.shape[1], arr.shape[0], max_pixels, "numpy image")
+        check_size(arr.shape[1], arr.shape[0], max_pixels, "numpy image")
+        if order == "BGR":
+            arr = arr[:, :, [2, 1, 0, 3][: arr.shape[2]]] if arr.shape[2] == 4 else arr[:, :, ::-1]
         if arr.shape[2] == 4:
-            rgba = Image.fromarray(np.ascontiguousarray(arr), "RGBA")
-            return _from_pil(rgba, max_pixels, "numpy image")
+            return _rgba_array_to_rgb(arr)
         return np.ascontiguousarray(arr)
     raise InvalidImageError(
         f"numpy image must be HxWx3 (RGB), HxWx4 (RGBA) or HxW (grey), got shape {arr.shape}"
     )
+
+
+def _rgba_array_to_rgb(arr: npt.NDArray[np.uint8]) -> RGBImage:
+    """Composite on white strip by strip: no full-size RGBA copy (same pixels as PIL)."""
+    h, w = arr.shape[:2]
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    step = max(1, _STRIP_ROWS_PIXELS // max(w, 1))
+    for y0 in range(0, h, step):
+        strip = Image.fromarray(np.ascontiguousarray(arr[y0 : y0 + step]), "RGBA")
+        out[y0 : y0 + step] = composite_on_white(strip)
+    return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,11 +32,17 @@ import onnxruntime as ort
 from .bundle.loader import Bundle, load_bundle
 from .bundle.manifest import BundleManifest, LabelsFile, ModelSpec
 from .errors import BundleError, InvalidArgumentError, PillsnapError
-from .image import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from .image import DEFAULT_MAX_PIXELS, ChannelOrder, ImageInput, check_max_pixels, load_image
 from .postprocess import calibrated_softmax, is_identified
 from .preprocessing import crop_with_margin, preprocess_batch
 from .results import BBox, BundleRef, Candidate, IdentifyResult, PillResult
-from .runtime import ProviderArg, create_session, providers_from_env, threads_from_env
+from .runtime import (
+    ProviderArg,
+    check_providers,
+    create_session,
+    providers_from_env,
+    threads_from_env,
+)
 from .stages import (
     CLASSIFIER_CHUNK,
     ClassifierStage,
@@ -48,6 +55,10 @@ from .stages import (
 __all__ = ["CLASSIFIER_CHUNK", "Identifier", "Mode", "Runners"]
 
 Mode = Literal["auto", "single", "combo"]
+#: Default for ``max_concurrent_runs``: onnxruntime runs that may execute at once per
+#: Identifier. Each concurrent run grows the session arena by its own working set, which
+#: the arena keeps; 8 unbounded threads took RSS from 303 to 1,009 MB (docs/reliability.md).
+DEFAULT_CONCURRENT_RUNS = 2
 _MODES = ("auto", "single", "combo")
 F32 = npt.NDArray[np.float32]
 
@@ -76,18 +87,34 @@ class Identifier:
         intra_op_threads: int | None = None,
         strict_providers: bool = False,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        max_concurrent_runs: int = DEFAULT_CONCURRENT_RUNS,
         runners: Runners | None = None,
     ) -> None:
+        if not isinstance(bundle, Bundle):
+            raise InvalidArgumentError(
+                f"Identifier needs a loaded Bundle; use Identifier.from_bundle(path), "
+                f"got {type(bundle).__name__}"
+            )
         m = bundle.manifest
         given = runners or Runners()
-        if max_image_pixels < 1:
-            raise InvalidArgumentError("max_image_pixels must be >= 1")
+        self._max_pixels = check_max_pixels(max_image_pixels)
+        if (
+            isinstance(max_concurrent_runs, bool)
+            or not isinstance(max_concurrent_runs, int)
+            or max_concurrent_runs < 1
+        ):
+            raise InvalidArgumentError(
+                f"max_concurrent_runs must be a positive int, got {max_concurrent_runs!r}"
+            )
+        # At most this many calls decode and run at once, whatever the number of caller
+        # threads: bounds decoded photos, tensors and the onnxruntime arenas (measured).
+        self._slots = threading.BoundedSemaphore(max_concurrent_runs)
+        if providers is None:  # the argument wins; then $PILLSNAP_PROVIDERS; then CPU
+            providers = providers_from_env()
+        providers = check_providers(providers)
         self._bundle = bundle
-        self._max_pixels = max_image_pixels
         self._classes = bundle.labels.classes
         self._closed = False
-        if providers is None:
-            providers = providers_from_env()
         if intra_op_threads is None:
             intra_op_threads = threads_from_env()
 
@@ -138,19 +165,25 @@ class Identifier:
         intra_op_threads: int | None = None,
         strict_providers: bool = False,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        max_concurrent_runs: int = DEFAULT_CONCURRENT_RUNS,
         runners: Runners | None = None,
     ) -> Identifier:
         """Load, verify (sha256 of every file) and open a bundle directory or ``.zip``.
 
-        ``runners`` replaces onnxruntime for the classifier and/or detector (see
-        :class:`Runners`); the others get onnxruntime sessions as usual.
+        ``max_image_pixels`` bounds every photo (and, at 8 bytes per pixel, the memory
+        its decode may use); ``max_concurrent_runs`` bounds how many onnxruntime runs
+        execute at once, whatever the number of caller threads. ``runners`` replaces
+        onnxruntime for the classifier and/or detector (see :class:`Runners`).
         """
+        check_max_pixels(max_image_pixels)
+        check_providers(providers)
         return cls(
             load_bundle(path),
             providers=providers,
             intra_op_threads=intra_op_threads,
             strict_providers=strict_providers,
             max_image_pixels=max_image_pixels,
+            max_concurrent_runs=max_concurrent_runs,
             runners=runners,
         )
 
@@ -269,12 +302,28 @@ class Identifier:
         return runner_providers(self._cls.runner)
 
     # -- public API ----------------------------------------------------------------------
-    def identify(self, image: ImageInput, *, mode: Mode = "auto", top_k: int = 5) -> IdentifyResult:
-        """Find and name every pill in one photo. Raises InvalidImageError for bad input."""
-        return self.identify_batch([image], mode=mode, top_k=top_k)[0]
+    def identify(
+        self,
+        image: ImageInput,
+        *,
+        mode: Mode = "auto",
+        top_k: int = 5,
+        channel_order: ChannelOrder = "RGB",
+    ) -> IdentifyResult:
+        """Find and name every pill in one photo. Raises InvalidImageError for bad input.
+
+        ``channel_order="BGR"`` for numpy arrays from OpenCV (``cv2.imread``); files and
+        PIL images carry their own channel order and ignore it.
+        """
+        return self.identify_batch([image], mode=mode, top_k=top_k, channel_order=channel_order)[0]
 
     async def identify_async(
-        self, image: ImageInput, *, mode: Mode = "auto", top_k: int = 5
+        self,
+        image: ImageInput,
+        *,
+        mode: Mode = "auto",
+        top_k: int = 5,
+        channel_order: ChannelOrder = "RGB",
     ) -> IdentifyResult:
         """:meth:`identify` in a worker thread, for asyncio servers (the loop stays free).
 
@@ -282,7 +331,9 @@ class Identifier:
         """
         import asyncio
 
-        return await asyncio.to_thread(self.identify, image, mode=mode, top_k=top_k)
+        return await asyncio.to_thread(
+            self.identify, image, mode=mode, top_k=top_k, channel_order=channel_order
+        )
 
     @overload
     def identify_batch(
@@ -291,6 +342,7 @@ class Identifier:
         *,
         mode: Mode = ...,
         top_k: int = ...,
+        channel_order: ChannelOrder = ...,
         return_exceptions: Literal[False] = ...,
     ) -> list[IdentifyResult]: ...
 
@@ -301,6 +353,7 @@ class Identifier:
         *,
         mode: Mode = ...,
         top_k: int = ...,
+        channel_order: ChannelOrder = ...,
         return_exceptions: bool,
     ) -> list[IdentifyResult | PillsnapError]: ...
 
@@ -310,6 +363,7 @@ class Identifier:
         *,
         mode: Mode = "auto",
         top_k: int = 5,
+        channel_order: ChannelOrder = "RGB",
         return_exceptions: bool = False,
     ) -> list[IdentifyResult] | list[IdentifyResult | PillsnapError]:
         """Identify several photos; all crops of all photos go through one classifier run.
@@ -317,14 +371,34 @@ class Identifier:
         A bad photo raises its :class:`PillsnapError` for the whole batch, unless
         ``return_exceptions=True``: then that error takes the photo's place in the list
         (like ``asyncio.gather``) and the other photos are still identified. A bad
-        ``mode``/``top_k`` concerns every photo and always raises.
+        ``mode``/``top_k``/``channel_order`` concerns every photo and always raises.
         """
         self._require_open()
+        if not isinstance(images, (list, tuple)):
+            raise InvalidArgumentError(
+                f"identify_batch takes a list or tuple of images, got {type(images).__name__}; "
+                "use identify() for one photo"
+            )
         self._check_args(mode, top_k)
+        if channel_order not in ("RGB", "BGR"):
+            raise InvalidArgumentError(
+                f"channel_order must be 'RGB' or 'BGR' (OpenCV arrays), got {channel_order!r}"
+            )
+        with self._slots:
+            return self._identify_batch(images, mode, top_k, channel_order, return_exceptions)
+
+    def _identify_batch(
+        self,
+        images: Sequence[ImageInput],
+        mode: Mode,
+        top_k: int,
+        channel_order: ChannelOrder,
+        return_exceptions: bool,
+    ) -> list[IdentifyResult | PillsnapError]:
         plans: list[_Plan | PillsnapError] = []
         for img in images:
             try:
-                plans.append(self._plan(img, mode))
+                plans.append(self._plan(img, mode, channel_order))
             except PillsnapError as exc:
                 if not return_exceptions:
                     raise
@@ -363,18 +437,29 @@ class Identifier:
         return results
 
     # -- building blocks (also used by the training tools' evaluation and the benchmarks) --
-    def detect(self, rgb: npt.NDArray[np.uint8]) -> Detections:
-        """Run the detector on an RGB image: :class:`Detections` (Nx4 xyxy boxes in source
-        pixels, scores), with the bundle's thresholds; boxes under 1 px are dropped."""
+    def detect(self, image: ImageInput, *, channel_order: ChannelOrder = "RGB") -> Detections:
+        """Run the detector on one photo: :class:`Detections` (Nx4 xyxy boxes in source
+        pixels, scores), with the bundle's thresholds; boxes under 1 px are dropped.
+
+        Takes any :func:`~pillsnap_sdk.image.load_image` input (an RGBA or grey array is
+        converted, a bad one is an InvalidImageError); an RGB ``uint8`` array is used as is.
+        """
         self._require_open()
         if self._det is None:
             raise InvalidArgumentError("this bundle has no detector; use mode='single'")
-        return self._detect(rgb, {})
+        with self._slots:
+            rgb = load_image(image, max_pixels=self._max_pixels, channel_order=channel_order)
+            det = self._detect(rgb, {})
+        return det
 
     def classify_probabilities(self, crops: Sequence[npt.NDArray[np.uint8]]) -> F32:
         """Calibrated class probabilities (``N x classes``) for RGB crops."""
         self._require_open()
-        return self._classify(list(crops))[0]
+        if not isinstance(crops, (list, tuple)):
+            raise InvalidArgumentError(f"crops must be a list of RGB arrays, got {type(crops)}")
+        with self._slots:
+            rgb = [load_image(c, max_pixels=self._max_pixels) for c in crops]
+            return self._classify(rgb)[0]
 
     # -- internals -------------------------------------------------------------------------
     def _check_args(self, mode: str, top_k: int) -> None:
@@ -387,9 +472,9 @@ class Identifier:
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise InvalidArgumentError(f"top_k must be a positive int, got {top_k!r}")
 
-    def _plan(self, image: ImageInput, mode: str) -> _Plan:
+    def _plan(self, image: ImageInput, mode: str, channel_order: ChannelOrder) -> _Plan:
         start = time.perf_counter()
-        rgb = load_image(image, max_pixels=self._max_pixels)
+        rgb = load_image(image, max_pixels=self._max_pixels, channel_order=channel_order)
         timings = {"decode": (time.perf_counter() - start) * 1000.0}
         h, w = rgb.shape[:2]
         plan = _Plan(start=start, size=(w, h), timings=timings)

@@ -57,7 +57,8 @@ def _interp_flag(name: Interpolation, src_w: int, src_h: int, out_w: int, out_h:
 class PreprocessSpec(BaseModel):
     """How a model expects its input; stored per model in the bundle manifest."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN/inf in mean or std made every tensor NaN ("nothing is ever detected").
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     resize: ResizeMode = "letterbox"
     size: tuple[int, int] = Field(default=(224, 224), description="(height, width) of the input")
@@ -71,15 +72,22 @@ class PreprocessSpec(BaseModel):
     @field_validator("size")
     @classmethod
     def _positive(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if v[0] < 1 or v[1] < 1:
-            raise ValueError("size must be positive")
+        if not (1 <= v[0] <= 4096 and 1 <= v[1] <= 4096):
+            raise ValueError("size must be 1..4096 pixels per side")
+        return v
+
+    @field_validator("mean")
+    @classmethod
+    def _sane_mean(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(abs(m) > 255 for m in v):
+            raise ValueError("mean must be within [-255, 255]")
         return v
 
     @field_validator("std")
     @classmethod
     def _nonzero(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(s == 0 for s in v):
-            raise ValueError("std must be non-zero")
+        if any(not 1e-3 <= abs(s) <= 1e3 for s in v):
+            raise ValueError("std must be 1e-3..1e3 in magnitude")
         return v
 
 

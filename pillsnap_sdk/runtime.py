@@ -137,7 +137,7 @@ def create_session(
         # CLASSIFIER_CHUNK crops per run.
         opts.enable_mem_pattern = False
     opts.log_severity_level = 3
-    requested: list[ProviderArg] = list(providers) if providers else ["CPUExecutionProvider"]
+    requested = check_providers(providers)
     usable = _usable_providers(requested, spec, strict_providers)
     try:
         session = ort.InferenceSession(model_bytes, sess_options=opts, providers=usable)
@@ -155,7 +155,40 @@ def create_session(
             raise ProviderUnavailableError(msg)
         log.warning(msg)
     _check_input(session, spec)
+    check_output(session, spec)
     return session
+
+
+def check_providers(providers: object) -> list[ProviderArg]:
+    """``None`` or a list/tuple of names or ``(name, options)`` pairs, nothing else.
+
+    A bare string would be iterated letter by letter, and a ``None`` or number inside the
+    list reached onnxruntime as a raw ``TypeError``.
+    """
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if not isinstance(providers, (list, tuple)):
+        raise InvalidArgumentError(
+            f"providers must be a list such as ['CPUExecutionProvider'], got "
+            f"{type(providers).__name__} {providers!r:.80}"
+        )
+    out: list[ProviderArg] = []
+    for p in providers:
+        if isinstance(p, str):
+            out.append(p)
+        elif (
+            isinstance(p, tuple)
+            and len(p) == 2
+            and isinstance(p[0], str)
+            and isinstance(p[1], dict)
+            and all(isinstance(k, str) for k in p[1])
+        ):
+            out.append((p[0], dict(p[1])))
+        else:
+            raise InvalidArgumentError(
+                f"each provider must be a name or a (name, options dict) pair, got {p!r:.80}"
+            )
+    return out or ["CPUExecutionProvider"]
 
 
 def _usable_providers(
@@ -198,6 +231,8 @@ def _check_input(session: ort.InferenceSession, spec: ModelSpec) -> None:
         raise BundleError(
             f"{spec.file}: input is named {inp.name!r}, manifest says {spec.input_name!r}"
         )
+    if inp.type != "tensor(float)":
+        raise BundleError(f"{spec.file}: input must be float32, the model takes {inp.type}")
     shape = list(inp.shape)
     want = spec.input_shape
     ok = len(shape) == len(want) == 4 and all(
@@ -210,4 +245,32 @@ def _check_input(session: ort.InferenceSession, spec: ModelSpec) -> None:
         raise BundleError(
             f"{spec.file}: model input shape {shape} disagrees with the manifest "
             f"{want} / preprocessing size {(h, w)}"
+        )
+
+
+def check_output(session: ort.InferenceSession, spec: ModelSpec) -> None:
+    """The first output must have the shape its declared ``output_format`` implies.
+
+    A re-sealed bundle with the classifier declared as the detector used to load and then
+    raise a raw ``ValueError`` on every call; now it is refused here, at load, and by
+    ``pillsnap bundle verify``. (The classifier's class count is checked by the pipeline.)
+    """
+    outputs = session.get_outputs()
+    if not outputs:
+        raise BundleError(f"{spec.file}: the model has no outputs")
+    out = outputs[0]
+    shape = list(out.shape)
+    if out.type != "tensor(float)":
+        raise BundleError(f"{spec.file}: output must be float32, the model gives {out.type}")
+    if spec.output_format == "yolo_cxcywh":
+        ok = len(shape) == 3 and (isinstance(shape[0], str) or shape[0] in (1, None))
+        ok = ok and (not isinstance(shape[1], int) or shape[1] >= 5)
+        what = "[1, 4+classes, anchors]"
+    else:
+        ok = len(shape) == 2
+        what = "[N, classes]"
+    if not ok:
+        raise BundleError(
+            f"{spec.file}: output shape {shape} does not fit output_format "
+            f"{spec.output_format!r} ({what}); is this the right model?"
         )

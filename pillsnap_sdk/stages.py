@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from .errors import BundleError
 from .postprocess import decode_yolo
 from .preprocessing import Letterbox, PreprocessSpec, preprocess
 
@@ -40,6 +41,14 @@ class Runner(Protocol):
     """onnxruntime's ``InferenceSession.run`` shape: the first output is the one used."""
 
     def run(self, output_names: Any, input_feed: dict[str, Any]) -> Sequence[Any]: ...
+
+
+def _run(runner: Runner, name: str, tensor: F32) -> list[Any]:
+    """One runner call; an engine's own error becomes a :class:`BundleError`."""
+    try:
+        return list(runner.run(None, {name: tensor}))
+    except Exception as exc:  # onnxruntime's own Fail/InvalidArgument types
+        raise BundleError(f"the model failed to run: {exc}") from exc
 
 
 class Detections(NamedTuple):
@@ -67,7 +76,7 @@ class DetectorStage:
         t0 = time.perf_counter()
         tensor, geom = preprocess(rgb, self.preprocessing)
         pre_ms = (time.perf_counter() - t0) * 1000.0
-        (raw,) = self.runner.run(None, {self.input_name: tensor[None]})[:1]
+        (raw,) = _run(self.runner, self.input_name, tensor[None])[:1]
         return np.asarray(raw, dtype=np.float32), geom, pre_ms
 
     def __call__(
@@ -84,7 +93,10 @@ class DetectorStage:
         t0 = time.perf_counter()
         raw, geom, pre_ms = self._forward(rgb)
         t1 = time.perf_counter()
-        boxes, scores = decode_yolo(raw, confidence, nms_iou, max_detections)
+        try:
+            boxes, scores = decode_yolo(raw, confidence, nms_iou, max_detections)
+        except ValueError as exc:
+            raise BundleError(f"detector: {exc}; the bundle is broken") from exc
         det = Detections(geom.to_source(boxes), scores)
         if timings is not None:
             timings["detect_preprocess"] = pre_ms
@@ -123,10 +135,10 @@ class ClassifierStage:
             part = batch[i : i + step]
             if self.fixed_batch and part.shape[0] < step:  # pad the tail
                 pad = np.zeros((step - part.shape[0], *part.shape[1:]), dtype=np.float32)
-                out = self.runner.run(None, {self.input_name: np.concatenate([part, pad])})[0]
+                out = _run(self.runner, self.input_name, np.concatenate([part, pad]))[0]
                 chunks.append(np.asarray(out)[: part.shape[0]])
             else:
-                chunks.append(np.asarray(self.runner.run(None, {self.input_name: part})[0]))
+                chunks.append(np.asarray(_run(self.runner, self.input_name, part)[0]))
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
 

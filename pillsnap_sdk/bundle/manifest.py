@@ -46,30 +46,51 @@ CARD_NAME = "MODEL_CARD.md"
 Precision = Literal["fp32", "fp16", "int8"]
 
 
+#: Most detections kept per photo. Ultralytics' own default is 300; a bundle asking for
+#: more (one asked for 10,000: 4,054 "pills", 24 s and +1.9 GB for one photo) is refused.
+MAX_DETECTIONS = 300
+_FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_SHA256 = r"^[0-9a-f]{64}$"
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The loader validates with strict=True (no "99" -> 99, no true -> 1); NaN and
+    # infinities are refused everywhere (a NaN mean made every photo "no pill").
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
     """One ONNX model in the bundle and how to feed it."""
 
-    file: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    file: str = Field(pattern=_FILE_NAME)
+    sha256: str = Field(pattern=_SHA256)
     precision: Precision = "fp32"
-    input_name: str
-    input_shape: list[int | str] = Field(description="NCHW; a string marks a dynamic axis")
+    input_name: str = Field(min_length=1, max_length=256)
+    input_shape: list[int | str] = Field(
+        min_length=4, max_length=4, description="NCHW; a string marks a dynamic axis"
+    )
     preprocessing: PreprocessSpec
     output_format: Literal["logits", "yolo_cxcywh"] = Field(
         description="logits: [N, classes]; yolo_cxcywh: [1, 4+classes, anchors] (Ultralytics)"
     )
+
+    @field_validator("input_shape")
+    @classmethod
+    def _dims(cls, v: list[int | str]) -> list[int | str]:
+        for d in v:
+            if isinstance(d, int) and not 1 <= d <= 8192:
+                raise ValueError("fixed dimensions must be 1..8192")
+            if isinstance(d, str) and not 1 <= len(d) <= 64:
+                raise ValueError("dynamic dimension names must be 1..64 characters")
+        return v
 
 
 class VariantSpec(_Strict):
     """A precision variant that passed its release gates (e.g. an INT8 classifier)."""
 
     role: Literal["classifier", "detector"]
-    file: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    file: str = Field(pattern=_FILE_NAME)
+    sha256: str = Field(pattern=_SHA256)
     precision: Precision
     metrics: dict[str, float] = Field(default_factory=dict)
 
@@ -77,15 +98,17 @@ class VariantSpec(_Strict):
 class Thresholds(_Strict):
     """Decision thresholds calibrated on validation data when the bundle was released."""
 
-    temperature: float = Field(default=1.0, gt=0.0)
+    # Calibrated temperatures are ~0.2-5; 1e-45 gave NaN confidences, inf made every pill
+    # "unknown". Confidence below 0.01 or IoU above 0.95 keeps every anchor as a "pill".
+    temperature: float = Field(default=1.0, ge=0.01, le=100.0)
     unknown_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Second abstention signal: the top-1 minus top-2 calibrated probability must reach
     #: this too (0 = off, the 0.2 behaviour). A pill the model splits between two look-alike
     #: drugs is "unknown" even when one of them clears ``unknown_threshold``.
     unknown_margin: float = Field(default=0.0, ge=0.0, le=1.0)
-    detector_confidence: float = Field(default=0.25, ge=0.0, le=1.0)
-    nms_iou: float = Field(default=0.5, gt=0.0, le=1.0)
-    max_detections: int = Field(default=100, ge=1, le=10_000)
+    detector_confidence: float = Field(default=0.25, ge=0.01, le=1.0)
+    nms_iou: float = Field(default=0.5, ge=0.01, le=0.95)
+    max_detections: int = Field(default=100, ge=1, le=MAX_DETECTIONS)
     crop_margin: float = Field(default=0.1, ge=0.0, le=2.0)
 
 
@@ -106,7 +129,7 @@ class DataCredit(_Strict):
 class BundleManifest(_Strict):
     """``manifest.json`` of a bundle."""
 
-    schema_version: int = Field(ge=1)
+    schema_version: int = Field(ge=1, le=SCHEMA_VERSION)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     version: str
     min_sdk_version: str = "0.1.0"
@@ -118,7 +141,7 @@ class BundleManifest(_Strict):
     metrics: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance = Field(default_factory=Provenance)
     data: list[DataCredit] = Field(default_factory=list)
-    files: dict[str, str] = Field(description="every other bundle file -> sha256")
+    files: dict[str, str] = Field(max_length=64, description="every other bundle file -> sha256")
     manifest_sha256: str = Field(default="", description="sha256 of canonical JSON, this blank")
 
     @field_validator("version", "min_sdk_version")
@@ -127,18 +150,32 @@ class BundleManifest(_Strict):
         parse_semver(v)
         return v
 
+    @field_validator("classifier")
+    @classmethod
+    def _classifier_logits(cls, v: ModelSpec) -> ModelSpec:
+        if v.output_format != "logits":
+            raise ValueError("the classifier's output_format must be 'logits'")
+        return v
+
+    @field_validator("detector")
+    @classmethod
+    def _detector_yolo(cls, v: ModelSpec | None) -> ModelSpec | None:
+        if v is not None and v.output_format != "yolo_cxcywh":
+            raise ValueError("the detector's output_format must be 'yolo_cxcywh'")
+        return v
+
 
 class LabelEntry(_Strict):
     index: int = Field(ge=0)
-    code: str
-    name: str
-    metadata: dict[str, str] = Field(default_factory=dict)
+    code: str = Field(max_length=200)
+    name: str = Field(max_length=200)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
 
 
 class LabelsFile(_Strict):
     """``labels.json``: class index -> code (K-code or dataset label), name and metadata."""
 
-    classes: list[LabelEntry]
+    classes: list[LabelEntry] = Field(min_length=1, max_length=100_000)
 
     @field_validator("classes")
     @classmethod

@@ -621,14 +621,14 @@ def test_unreadable_file_is_a_bundle_error(
 ) -> None:
     """EACCES/EIO while reading a member: BundleError, not a bare OSError (simulated,
     because the test may run as root, who can read a chmod-000 file)."""
-    real = Path.read_bytes
+    real = Path.open
 
-    def failing(self: Path) -> bytes:
+    def failing(self: Path, *args: Any, **kwargs: Any) -> Any:
         if self.name == "labels.json":
             raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", failing)
+    monkeypatch.setattr(Path, "open", failing)
     with pytest.raises(BundleError, match=r"cannot read bundle directory.*Permission denied"):
         load_bundle(good)
 

@@ -1,0 +1,247 @@
+"""Encoded bytes or a PIL image -> one ``HxWx3`` RGB ``uint8`` array, within a byte budget.
+
+Why this is not just ``Image.open(...).convert("RGB")``:
+
+* **An allow-list of formats.** ``Image.open`` tries every plugin PIL has: EPS runs
+  Ghostscript on attacker PostScript, an ICO decodes its embedded PNG inside ``open``,
+  and SGI, PCX, TGA, DDS, QOI, IM... all decode. Photos arrive as JPEG, PNG, WebP, BMP,
+  TIFF or GIF; only those plugins are ever asked to parse a header.
+* **No process-global state.** ``Image.open`` warns (``DecompressionBombWarning``) above
+  PIL's threshold, and silencing that needs ``warnings.catch_warnings``, which swaps the
+  process-wide filter list and is not thread-safe. Instantiating the allowed plugin
+  directly never warns; the SDK's own limits are checked right after.
+* **Limits from the header, before a pixel is decoded**: the pixel limit, PIL's hard net,
+  JPEG scan count and plausible size, and the memory budget of :mod:`.imagelimits`.
+* **Conversion in strips.** ``convert``/``alpha_composite``/``np.asarray`` on a whole
+  64 MP image each allocate another full copy (an RGBA PNG peaked at +1.67 GB); converting
+  ~1 MP strips into a preallocated result keeps the peak at decoder + result.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import (
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
+
+from .errors import InvalidImageError
+from .imagelimits import (
+    MAX_JPEG_SCANS,
+    check_decode_cost,
+    count_jpeg_scans,
+    hard_pixel_limit,
+)
+
+__all__ = ["ALLOWED_FORMATS", "check_size", "decode_bytes", "pil_to_rgb"]
+
+RGBImage = npt.NDArray[np.uint8]
+
+#: The only formats the SDK decodes (PIL format ids). MPO (multi-picture JPEG from some
+#: cameras) is opened by the JPEG plugin.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+_PLUGINS = (  # imported for their registration in Image.OPEN; named to keep them loaded
+    JpegImagePlugin,
+    PngImagePlugin,
+    WebPImagePlugin,
+    BmpImagePlugin,
+    TiffImagePlugin,
+    GifImagePlugin,
+)
+_PIL_FORMATS_OK = (*ALLOWED_FORMATS, "MPO")
+_ALPHA_BACKGROUND = (255, 255, 255, 255)
+_STRIP_PIXELS = 1 << 18  # 256 K pixels per conversion strip: a few MB of temporaries
+# A complete Huffman-coded JPEG spends at least 1 bit per 8x8 block per component;
+# half of that for grey is pixels / 1024 bytes. Smaller files are truncated.
+_JPEG_MIN_PIXELS_PER_BYTE = 1024
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def check_size(width: int, height: int, max_pixels: int, source: str) -> None:
+    """The caller's pixel limit and PIL's hard net, from dimensions alone."""
+    if width < 1 or height < 1:
+        raise InvalidImageError(f"{source}: image has no pixels ({width}x{height})")
+    pixels = width * height
+    if pixels > hard_pixel_limit():
+        raise InvalidImageError(
+            f"{source}: image header claims too many pixels ({width}x{height} = "
+            f"{pixels:,}); downscale the photo"
+        )
+    if pixels > max_pixels:
+        raise InvalidImageError(
+            f"{source}: {width}x{height} = {pixels:,} pixels exceeds the limit of "
+            f"{max_pixels:,}; downscale the photo or raise max_image_pixels"
+        )
+
+
+def decode_bytes(data: bytes, max_pixels: int, source: str) -> RGBImage:
+    """Decode an encoded photo of an allowed format, refusing from the header first."""
+    img = _open(data, source)
+    try:
+        check_size(img.width, img.height, max_pixels, source)
+        if img.format == "JPEG" or img.format == "MPO":
+            _check_jpeg(data, img, source)
+        check_decode_cost(img, len(data), max_pixels, source)
+        rgb, orientation = _load_and_convert(img, source)
+    finally:
+        img.close()  # frees PIL's copy before the orientation copy is made
+    del img
+    return _orient(rgb, orientation, source)
+
+
+def pil_to_rgb(img: Image.Image, max_pixels: int, source: str) -> RGBImage:
+    """Convert a caller's PIL image (loaded or lazily opened) under the same limits."""
+    if img.format is not None and img.format not in _PIL_FORMATS_OK:
+        raise InvalidImageError(
+            f"{source}: format {img.format} is not accepted (allowed: "
+            f"{', '.join(ALLOWED_FORMATS)}); convert it first, e.g. img.convert('RGB')"
+        )
+    check_size(img.width, img.height, max_pixels, source)
+    check_decode_cost(img, 0, max_pixels, source)
+    try:
+        if getattr(img, "is_animated", False) and img.tell() != 0:
+            img.seek(0)  # animated GIF/WebP/APNG left on a later frame: the photo is frame 0
+    except Exception as exc:
+        raise InvalidImageError(f"{source}: cannot select the first frame: {exc}") from exc
+    rgb, orientation = _load_and_convert(img, source)
+    return _orient(rgb, orientation, source)
+
+
+def _open(data: bytes, source: str) -> Image.Image:
+    """Instantiate the first allowed plugin that accepts the header (``Image.open``'s core,
+    restricted to :data:`ALLOWED_FORMATS` and without its global-warning bomb check)."""
+    prefix = data[:16]
+    for fmt in ALLOWED_FORMATS:
+        factory, accept = Image.OPEN[fmt]
+        verdict = accept(prefix) if accept else True
+        if not verdict or isinstance(verdict, str):
+            continue
+        try:
+            return factory(io.BytesIO(data), "")
+        except Exception as exc:  # SyntaxError, struct.error, OSError... for hostile headers
+            raise InvalidImageError(f"{source}: cannot parse image header ({fmt}): {exc}") from exc
+    raise InvalidImageError(
+        f"{source}: not a decodable image; send a JPEG, PNG, WebP, BMP, TIFF or GIF photo"
+    )
+
+
+def _check_jpeg(data: bytes, img: Image.Image, source: str) -> None:
+    pixels = img.width * img.height
+    if len(data) * _JPEG_MIN_PIXELS_PER_BYTE < pixels:
+        raise InvalidImageError(
+            f"{source}: image data is corrupt or truncated ({len(data):,} bytes cannot "
+            f"hold a {img.width}x{img.height} JPEG); retake or re-upload"
+        )
+    scans = count_jpeg_scans(data)
+    if scans > MAX_JPEG_SCANS:
+        raise InvalidImageError(
+            f"{source}: JPEG has more than {MAX_JPEG_SCANS} scans (cameras write 1-10); "
+            "refused to bound decoding time: re-save it as a baseline JPEG"
+        )
+
+
+def _load_and_convert(img: Image.Image, source: str) -> tuple[RGBImage, int]:
+    try:
+        img.load()
+    except Exception as exc:  # truncated / corrupt payloads: OSError, SyntaxError, ...
+        raise InvalidImageError(
+            f"{source}: image data is corrupt or truncated ({exc}); retake or re-upload"
+        ) from exc
+    try:
+        orientation = int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a broken EXIF block is not worth refusing the photo for
+        orientation = 1
+    try:
+        return _to_rgb(img), orientation
+    except InvalidImageError:
+        raise
+    except Exception as exc:
+        raise InvalidImageError(f"{source}: cannot convert image to RGB: {exc}") from exc
+
+
+def _orient(rgb: RGBImage, orientation: int, source: str) -> RGBImage:
+    """EXIF orientation applied with numpy on the 3-byte result (PIL would copy 4-byte)."""
+    op = _ORIENT.get(orientation)
+    out = rgb if op is None else op(rgb)
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def _strips(height: int, width: int) -> range:
+    return range(0, height, max(1, _STRIP_PIXELS // max(width, 1)))
+
+
+def _to_rgb(img: Image.Image) -> RGBImage:
+    """Convert a loaded PIL image strip by strip into one preallocated ``HxWx3`` array."""
+    w, h = img.size
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    mode = img.mode
+    step = _strips(h, w).step
+    wide = mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+    scale = _wide_scale(img) if wide else 1.0
+    alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in img.info
+    )
+    for y0 in range(0, h, step):
+        strip = img.crop((0, y0, w, min(h, y0 + step)))
+        if mode == "RGB":
+            out[y0 : y0 + step] = np.asarray(strip, dtype=np.uint8)
+        elif wide:
+            grey = _wide_to_uint8(np.asarray(strip), mode, scale)
+            out[y0 : y0 + step] = grey[:, :, None]
+        elif alpha:
+            out[y0 : y0 + step] = composite_on_white(strip)
+        else:  # L, 1, P, CMYK, YCbCr, LAB, HSV
+            out[y0 : y0 + step] = np.asarray(strip.convert("RGB"), dtype=np.uint8)
+    return out
+
+
+def composite_on_white(strip: Image.Image) -> RGBImage:
+    """Alpha (RGBA, LA, PA, palette transparency) composited on white, as RGB."""
+    rgba = strip.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, _ALPHA_BACKGROUND)
+    return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8)
+
+
+def _wide_scale(img: Image.Image) -> float:
+    """The whole image's range, found strip by strip: 16/32-bit and float grey are mapped
+    to 8 bits by range, not clipped, so the scale must not depend on the strip."""
+    w, h = img.size
+    peak = 0.0
+    for y0 in _strips(h, w):
+        strip = np.asarray(img.crop((0, y0, w, min(h, y0 + _strips(h, w).step))))
+        if img.mode == "F":
+            strip = np.nan_to_num(strip.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        peak = max(peak, float(strip.max(initial=0)))
+    if img.mode == "F":
+        return 255.0 if peak <= 1.0 else 1.0
+    if img.mode == "I" and peak <= 255:
+        return 1.0  # 32-bit grey holding 8-bit values: used as is
+    return 255.0 / 65535.0
+
+
+def _wide_to_uint8(arr: npt.NDArray[Any], mode: str, scale: float) -> npt.NDArray[np.uint8]:
+    if mode == "F":
+        values = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        out: npt.NDArray[np.uint8] = np.clip(values * scale + 0.5, 0, 255).astype(np.uint8)
+        return out
+    wide = arr.astype(np.int64)
+    if scale == 1.0:
+        return np.clip(wide, 0, 255).astype(np.uint8)
+    return np.clip((wide * 255 + 32767) // 65535, 0, 255).astype(np.uint8)
