@@ -62,6 +62,11 @@ class DataConfig(_Cfg):
     credits: list[CreditConfig] = Field(default_factory=list)
 
 
+class DetectorStage(_Cfg):
+    epochs: int = Field(ge=1)
+    lr0: float = Field(0.001, gt=0)
+
+
 class DetectorConfig(_Cfg):
     enabled: bool = True
     model: str = "yolo11n.yaml"
@@ -86,6 +91,10 @@ class DetectorConfig(_Cfg):
     #: CPU budget ends; a short low-lr stage is cheaper than a longer first stage).
     finetune_epochs: int = 0
     finetune_lr0: float = 0.002
+    #: More low-lr stages after ``finetune``, each ``{epochs, lr0}`` from the best weights so
+    #: far (``finetune2``, ``finetune3``...): a schedule can be lengthened without redoing
+    #: the stages before it, and the better of old and new weights is kept.
+    extra_stages: list[DetectorStage] = Field(default_factory=list)
     patience: int = 100
     extra: dict[str, Any] = Field(default_factory=dict, description="ultralytics train args")
 

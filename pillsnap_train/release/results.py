@@ -56,6 +56,8 @@ class TrainDetectorResult(StepResult):
     best: str | None = None
     #: Val AP@0.5 of each stage's kept epoch (``train``, ``finetune``); the better ships.
     stage_ap50: dict[str, float] | None = None
+    #: The stage whose weights ship.
+    kept_stage: str | None = None
 
 
 class ExportResult(StepResult):

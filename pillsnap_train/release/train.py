@@ -61,22 +61,19 @@ def train_detector(data: ReleaseData) -> TrainDetectorResult:
         torch.set_num_threads(dc.threads)
     best = _detector_stage(data, yaml_path, "train", dc.epochs)
     stages = {"train": _best_ap50(data.work / "detector" / "train")}
-    if dc.finetune_epochs > 0:  # low-lr second stage from the first stage's weights
-        tuned = _detector_stage(
-            data,
-            yaml_path,
-            "finetune",
-            dc.finetune_epochs,
-            init_weights=best,
-            lr0=dc.finetune_lr0,
-        )
-        stages["finetune"] = _best_ap50(data.work / "detector" / "finetune")
+    more = [(dc.finetune_epochs, dc.finetune_lr0)] if dc.finetune_epochs > 0 else []
+    more += [(st.epochs, st.lr0) for st in dc.extra_stages]
+    kept = "train"
+    for k, (epochs, lr0) in enumerate(more):  # low-lr stages from the best weights so far
+        name = "finetune" if k == 0 else f"finetune{k + 1}"
+        tuned = _detector_stage(data, yaml_path, name, epochs, init_weights=best, lr0=lr0)
+        stages[name] = _best_ap50(data.work / "detector" / name)
         # A first stage still improving when its budget ends can lose points to the
-        # second stage's warm-up; never ship the worse of the two (by AP@0.5, the
-        # IoU the release scores pills at).
-        if stages["finetune"] >= stages["train"]:
-            best = tuned
-    return TrainDetectorResult(enabled=True, best=str(best), stage_ap50=stages)
+        # next stage's warm-up; never ship the worse (by AP@0.5, the IoU the release
+        # scores pills at).
+        if stages[name] >= stages[kept]:
+            best, kept = tuned, name
+    return TrainDetectorResult(enabled=True, best=str(best), stage_ap50=stages, kept_stage=kept)
 
 
 def _best_ap50(run_dir: Path) -> float:
