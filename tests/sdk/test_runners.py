@@ -58,7 +58,12 @@ def test_detect_returns_detections(idf: Identifier) -> None:
     assert isinstance(det, Detections)
     boxes, scores = det  # still unpacks like the old tuple
     assert boxes.shape == (len(scores), 4) and boxes.dtype == np.float32
-    assert len(scores) == 8
+    # The same boxes identify() crops in combo mode (whatever the shipped bundle finds).
+    res = idf.identify(load_image(PHOTO), mode="combo")
+    assert len(scores) == len(res.pills) > 0
+    got = sorted(tuple(round(float(v), 1) for v in b) for b in boxes)
+    want = sorted(tuple(round(v, 1) for v in p.bbox.as_tuple()) for p in res.pills if p.bbox)
+    assert got == want
 
 
 def test_with_runners_refuses_a_detector_for_a_bundle_without_one(tmp_path: Path) -> None:
