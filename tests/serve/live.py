@@ -86,7 +86,10 @@ class Live:
     ) -> Reply:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request(method, path, body=body or None, headers=headers or {})
+            try:
+                conn.request(method, path, body=body or None, headers=headers or {})
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered (e.g. 413) and closed before the body was sent
             resp = conn.getresponse()
             return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
         finally:
