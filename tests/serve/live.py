@@ -6,6 +6,8 @@ are the real ones. Every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
+
 import http.client
 import json
 import socket
@@ -86,10 +88,9 @@ class Live:
     ) -> Reply:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            try:
+            # The server may answer (e.g. 413) and close before the whole body is sent.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 conn.request(method, path, body=body or None, headers=headers or {})
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the server answered (e.g. 413) and closed before the body was sent
             resp = conn.getresponse()
             return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
         finally:
