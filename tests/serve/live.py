@@ -7,7 +7,6 @@ are the real ones. Every wait is bounded.
 from __future__ import annotations
 
 import contextlib
-
 import http.client
 import json
 import socket
