@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pillsnap_sdk.bench.cli import bench_rounds, progress
 from pillsnap_sdk.defaults import default_bundle_path
 from pillsnap_sdk.errors import PillsnapError
 
@@ -51,14 +52,9 @@ def run_args(args: argparse.Namespace) -> int:
     from .report import format_full_table
     from .run import run_full_bench
 
-    rounds: int = args.rounds if args.rounds is not None else (7 if args.quick else 20)
-    if rounds < 1:
-        print("pillsnap: error: --rounds must be >= 1", file=sys.stderr)
+    rounds = bench_rounds(args)
+    if rounds is None:
         return 2
-
-    def progress(msg: str) -> None:
-        print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
     report = run_full_bench(
         args.bundle or default_bundle_path(),
         rounds=rounds,

@@ -28,18 +28,10 @@ from typing import Any
 
 from pillsnap_sdk.version import __version__
 
+from .steps import STEPS
+
 __all__ = ["main"]
 
-#: The release steps, in order (kept here so `--help` needs no torch; release/run.py checks).
-STEPS = (
-    "ingest",
-    "train-classifier",
-    "train-detector",
-    "export",
-    "calibrate",
-    "variants",
-    "package",
-)
 #: Top-level modules of the `train` extra: missing one means the extra is not installed.
 _TRAIN_EXTRA = {
     "torch",

@@ -15,7 +15,21 @@ from collections.abc import Sequence
 
 from ..defaults import default_bundle_path
 
-__all__ = ["main", "run_cli_bench_args"]
+__all__ = ["bench_rounds", "main", "progress", "run_cli_bench_args"]
+
+
+def bench_rounds(args: argparse.Namespace) -> int | None:
+    """``--rounds`` (default 20, quick 7); None after printing the usage error if < 1."""
+    rounds: int = args.rounds if args.rounds is not None else (7 if args.quick else 20)
+    if rounds < 1:
+        print("pillsnap: error: --rounds must be >= 1", file=sys.stderr)
+        return None
+    return rounds
+
+
+def progress(msg: str) -> None:
+    """Bench progress lines go to stderr, so ``--json`` output on stdout stays clean."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def run_cli_bench_args(args: argparse.Namespace) -> int:
@@ -23,14 +37,9 @@ def run_cli_bench_args(args: argparse.Namespace) -> int:
     from .report import format_table
     from .run import run_bench
 
-    rounds: int = args.rounds if args.rounds is not None else (7 if args.quick else 20)
-    if rounds < 1:
-        print("pillsnap: error: --rounds must be >= 1", file=sys.stderr)
+    rounds = bench_rounds(args)
+    if rounds is None:
         return 2
-
-    def progress(msg: str) -> None:
-        print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
     report = run_bench(
         args.bundle or default_bundle_path(),
         rounds=rounds,

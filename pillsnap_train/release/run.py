@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from ..config import ReleaseConfig
 from ..eta import ReleaseEta
+from ..steps import STEPS
 from . import calibrate as calibrate_step
 from . import export as export_step
 from . import ingest as ingest_step
@@ -39,15 +40,6 @@ from .workdir import GateFailure, WorkDir, log
 __all__ = ["STEPS", "Release", "run_release"]
 
 R = TypeVar("R", bound=StepResult)
-STEPS = (
-    "ingest",
-    "train-classifier",
-    "train-detector",
-    "export",
-    "calibrate",
-    "variants",
-    "package",
-)
 
 
 class Release(ReleaseData):
