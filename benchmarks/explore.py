@@ -9,6 +9,7 @@ real ``Identifier.identify`` and is timed interleaved with the current SDK and t
     python benchmarks/explore.py chunks   [--rounds 6]   # classifier batch chunk size
     python benchmarks/explore.py ablation [--rounds 8]   # seed style -> SDK, piece by piece
     python benchmarks/explore.py decode   [--rounds 8]   # PIL vs cv2 decode, 0.3 MP and 12 MP
+    python benchmarks/explore.py nms      [--rounds 41]  # numpy NMS vs cv2.dnn.NMSBoxes
 """
 
 from __future__ import annotations
@@ -247,9 +248,90 @@ def _pil_draft(image_mod: Any, data: bytes) -> object:
     return np.asarray(im.convert("RGB"))
 
 
+def _cv2_nms(boxes: Any, scores: Any, thr: float, max_keep: int) -> Any:
+    """``cv2.dnn.NMSBoxes`` on the SDK's xyxy boxes, cut to ``max_keep`` afterwards (its
+    ``top_k`` cuts the candidates before suppression, which changes the result)."""
+    if boxes.shape[0] == 0:
+        return np.empty((0,), np.intp)
+    xywh = boxes.astype(np.float64)
+    xywh[:, 2:] -= xywh[:, :2]
+    idx = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, float(thr))
+    return np.asarray(idx, np.intp).reshape(-1)[:max_keep]
+
+
+def _nms_cases(rng: Any, n: int, pills: int | None) -> tuple[Any, Any]:
+    """``pills`` objects each seen by ~n/pills jittered candidates, or (None) n scattered
+    boxes that barely overlap (the case where early stopping at ``max_keep`` matters)."""
+    if pills is None:
+        xy = rng.uniform([0, 0], [1280, 960], (n, 2))
+        wh = rng.uniform(10, 120, (n, 2))
+    else:
+        centres = rng.uniform([50, 50], [1230, 910], (pills, 2))
+        sizes = rng.uniform(20, 90, (pills, 2))
+        owner = rng.integers(0, pills, n)
+        xy = centres[owner] + rng.normal(0, 4, (n, 2))
+        wh = sizes[owner] * rng.uniform(0.85, 1.15, (n, 2))
+        xy = xy - wh / 2
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    return boxes, rng.uniform(0.25, 0.95, n).astype(np.float32)
+
+
+def cmd_nms(rounds: int) -> None:
+    """Same kept boxes? and time per call, on the real candidates of the 22-pill table
+    (default bundle) and on synthetic sets of 22, 300 and 3000 boxes."""
+    import pillsnap_sdk.postprocess as post
+    from pillsnap_sdk import Identifier
+    from pillsnap_sdk.boxes import nms
+    from pillsnap_sdk.defaults import default_bundle_path
+
+    seen: list[tuple[Any, Any, float, int]] = []
+
+    def spy(b: Any, s: Any, t: float, k: int) -> Any:
+        seen.append((b.copy(), s.copy(), t, k))
+        return nms(b, s, t, k)
+
+    post.nms = spy  # type: ignore[assignment]
+    repo = Path(__file__).resolve().parent.parent
+    Identifier.from_bundle(default_bundle_path()).identify(repo / "examples/table_22_pills.jpg")
+    post.nms = nms
+    rng = np.random.default_rng(0)
+    cases = list(seen)
+    for i in range(300):
+        n = int(rng.integers(1, 3000))
+        b, s = _nms_cases(rng, n, max(1, n // int(rng.integers(3, 40))) if i % 2 else None)
+        cases.append((b, s, 0.5, 100 if i % 3 else 10_000))
+    same = sum(np.array_equal(nms(*c), _cv2_nms(*c)) for c in cases)
+    print(f"== same kept indices, same order: {same}/{len(cases)} cases")
+    # Pairs built at IoU 0.5 (B = A shifted by a third of its width), +- float noise.
+    differ = 0
+    for _ in range(20_000):
+        (x, y), (w, h) = rng.uniform(0, 1000, 2), rng.uniform(5, 200, 2)
+        d = w / 3 * (1 + rng.normal(0, 1e-6))
+        b = np.array([[x, y, x + w, y + h], [x + d, y, x + d + w, y + h]], np.float32)
+        c = (b, np.array([0.9, 0.8], np.float32), 0.5, 100)
+        differ += not np.array_equal(nms(*c), _cv2_nms(*c))
+    print(f"== pairs at IoU 0.5 +- 1e-6 decided differently: {differ}/20000")
+    sets = [("table_22_pills.jpg candidates", seen[0][0], seen[0][1], 100)]
+    for n, pills in ((22, 22), (300, 22), (3000, 100), (3000, None)):
+        b, s = _nms_cases(np.random.default_rng(n), n, pills)
+        sets.append((f"{n} boxes, {pills or 'scattered'} pills", b, s, 100))
+    for label, b, s, k in sets:
+        reps = max(1, 2000 // len(b))
+        fns: dict[str, Callable[[], object]] = {
+            "numpy (pillsnap_sdk.boxes.nms)": lambda b=b, s=s, k=k, r=reps: [
+                nms(b, s, 0.5, k) for _ in range(r)
+            ],
+            "cv2.dnn.NMSBoxes": lambda b=b, s=s, k=k, r=reps: [
+                _cv2_nms(b, s, 0.5, k) for _ in range(r)
+            ],
+        }
+        print(f"== {label} -> {len(nms(b, s, 0.5, k))} kept; ms per {reps} calls")
+        _report(measure_interleaved(fns, rounds), "numpy (pillsnap_sdk.boxes.nms)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["options", "rss", "chunks", "ablation", "decode"])
+    p.add_argument("what", choices=["options", "rss", "chunks", "ablation", "decode", "nms"])
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--bundle", help="bundle (default: the cached bench bundle)")
     a = p.parse_args()
@@ -257,6 +339,8 @@ def main() -> int:
         cmd_rss(a.bundle)
     elif a.what == "decode":
         cmd_decode(a.rounds)
+    elif a.what == "nms":
+        cmd_nms(a.rounds)
     else:
         {"options": cmd_options, "chunks": cmd_chunks, "ablation": cmd_ablation}[a.what](
             _bundle(a.bundle), a.rounds

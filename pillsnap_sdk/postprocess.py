@@ -1,4 +1,4 @@
-"""Numpy post-processing: calibrated softmax, detector decoding and NMS.
+"""Numpy post-processing: calibrated softmax, detector decoding (NMS from :mod:`.boxes`).
 
 Kept free of onnxruntime so it can be property-tested on its own.
 """
@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["calibrated_softmax", "decode_yolo", "is_identified", "nms"]
+from .boxes import nms
+
+__all__ = ["calibrated_softmax", "decode_yolo", "is_identified"]
 
 F32 = npt.NDArray[np.float32]
 
@@ -38,26 +40,6 @@ def is_identified(probs: F32, threshold: float, margin: float) -> npt.NDArray[np
         part = -np.partition(-p, 1, axis=1)
         top1, top2 = part[:, 0], part[:, 1]
     return (top1 >= np.float32(threshold)) & ((top1 - top2) >= np.float32(margin))
-
-
-def nms(boxes: F32, scores: F32, iou_threshold: float, max_keep: int) -> npt.NDArray[np.intp]:
-    """Greedy non-maximum suppression on xyxy boxes; returns kept indices, best first."""
-    if boxes.shape[0] == 0:
-        return np.empty((0,), dtype=np.intp)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size and len(keep) < max_keep:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
-        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
-        inter = w * h
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.intp)
 
 
 def decode_yolo(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from pillsnap_sdk.boxes import box_iou
 from pillsnap_sdk.postprocess import calibrated_softmax, is_identified
 
 __all__ = [
@@ -20,7 +21,6 @@ __all__ = [
     "DetectorThreshold",
     "UnknownThreshold",
     "abstention_report",
-    "box_iou",
     "choose_abstention",
     "choose_detector_threshold",
     "choose_unknown_threshold",
@@ -174,23 +174,6 @@ def abstention_report(
         "right_rate": float((kept & right).mean()),
         "wrong_rate": float((kept & ~right).mean()),
     }
-
-
-def box_iou(a: F32, b: F32) -> F32:
-    """Pairwise IoU of xyxy boxes: ``len(a) x len(b)``."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    out: F32 = (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)).astype(
-        np.float32
-    )
-    return out
 
 
 def match_indices(

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pillsnap_sdk import Identifier
+from pillsnap_sdk.boxes import box_iou
 from pillsnap_sdk.defaults import default_bundle_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,11 +31,8 @@ def idf() -> Identifier:
 
 
 def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    pair = np.asarray([a, b], np.float32)
+    return float(box_iou(pair[:1], pair[1:])[0, 0])
 
 
 def test_every_example_has_ground_truth() -> None:

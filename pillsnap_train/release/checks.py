@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pillsnap_sdk import Identifier
+from pillsnap_sdk.boxes import box_iou
 from pillsnap_sdk.image import load_image
 from pillsnap_sdk.postprocess import decode_yolo
 
-from ..calibrate import box_iou
 from ..config import GateConfig
 from ..evaluate import TorchRunner, classifier_agreement, score_pipeline, with_torch_models
 from .crops import crop_batches

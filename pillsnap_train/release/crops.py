@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from pillsnap_sdk.boxes import box_iou
 from pillsnap_sdk.image import load_image
 from pillsnap_sdk.preprocessing import PreprocessSpec, crop_with_margin, preprocess
 
-from ..calibrate import box_iou
 from ..config import ReleaseConfig
 from ..data.records import group_by_image
 from .data import ReleaseData

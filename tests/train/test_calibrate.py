@@ -1,4 +1,4 @@
-"""Calibration units: temperature, unknown threshold, detector threshold/AP, IoU, matching, ECE."""
+"""Calibration units: temperature, unknown threshold, detector threshold/AP, matching, ECE."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from hypothesis.extra.numpy import arrays
 from pillsnap_sdk.postprocess import calibrated_softmax
 from pillsnap_train.calibrate import (
     DetectorThreshold,
-    box_iou,
     choose_detector_threshold,
     choose_unknown_threshold,
     expected_calibration_error,
@@ -142,20 +141,7 @@ def test_unknown_threshold_reports_rejection_of_unknown_pills() -> None:
     assert empty.threshold == 0.5 and empty.n_known == 0
 
 
-# --------------------------------------------------------------------------- IoU + matching
-
-
-def test_box_iou_basics() -> None:
-    a = np.array([[0, 0, 2, 2], [10, 10, 12, 12]], np.float32)
-    b = np.array([[0, 0, 2, 2], [1, 0, 3, 2], [5, 5, 6, 6]], np.float32)
-    iou = box_iou(a, b)
-    assert iou.shape == (2, 3)
-    np.testing.assert_allclose(iou[0], [1.0, 1 / 3, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(iou[1], [0.0, 0.0, 0.0])
-    np.testing.assert_allclose(box_iou(b, a), iou.T)
-    assert box_iou(a[:0], b).shape == (0, 3) and box_iou(a, b[:0]).shape == (2, 0)
-    inner = np.array([[0, 0, 4, 4]], np.float32)
-    assert box_iou(inner, np.array([[1, 1, 3, 3]], np.float32))[0, 0] == pytest.approx(0.25)
+# --------------------------------------------------------------------------- matching
 
 
 def test_match_detections_is_greedy_by_score_and_one_to_one() -> None:
