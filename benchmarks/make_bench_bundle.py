@@ -158,6 +158,7 @@ def _calibration_crops(images: Path, limit: int = 32) -> list[npt.NDArray[np.uin
     """Crops of labelled pills (real pixels) for int8 calibration and variant agreement."""
     from pillsnap_sdk.image import load_image
     from pillsnap_sdk.preprocessing import crop_with_margin
+    from pillsnap_train.data.yolo_format import parse_line
 
     crops: list[npt.NDArray[np.uint8]] = []
     labels = images.parent / "labels"
@@ -169,11 +170,11 @@ def _calibration_crops(images: Path, limit: int = 32) -> list[npt.NDArray[np.uin
         h, w = rgb.shape[:2]
         for line in lab.read_text().splitlines()[:4]:
             parts = line.split()
-            if len(parts) != 5:
+            parsed = parse_line(parts) if len(parts) == 5 else "polygon"
+            if isinstance(parsed, str):
                 continue
-            cx, cy, bw, bh = (float(v) for v in parts[1:])
-            box = ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
-            crops.append(crop_with_margin(rgb, box, 0.1))
+            nx1, ny1, nx2, ny2 = parsed[1]
+            crops.append(crop_with_margin(rgb, (nx1 * w, ny1 * h, nx2 * w, ny2 * h), 0.1))
         if len(crops) >= limit:
             break
     if not crops:  # no photos: random but fixed pixels

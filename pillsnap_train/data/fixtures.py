@@ -22,6 +22,8 @@ import numpy.typing as npt
 import yaml
 from PIL import Image, ImageDraw
 
+from .yolo_format import format_line, inclusive_to_edges, write_label_file
+
 __all__ = [
     "FIXTURE_COLOURS",
     "FIXTURE_SHAPES",
@@ -303,13 +305,9 @@ def make_aihub_fixture(
 def _yolo_lines(
     pills: list[tuple[int, tuple[int, int, int, int]]], size: tuple[int, int]
 ) -> list[str]:
+    """Label lines of pills whose boxes are inclusive pixel indices (as PIL draws them)."""
     width, height = size
-    lines = []
-    for cls, (x0, y0, x1, y1) in pills:
-        w, h = (x1 - x0 + 1) / width, (y1 - y0 + 1) / height
-        cx, cy = (x0 + x1 + 1) / 2 / width, (y0 + y1 + 1) / 2 / height
-        lines.append(f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
-    return lines
+    return [format_line(cls, inclusive_to_edges(box), width, height) for cls, box in pills]
 
 
 def _flip(
@@ -389,13 +387,13 @@ def make_yolo_fixture(
             split = "valid" if (layout == "splits" and copy == 0 and p % 4 == 3) else "train"
             img_dir, lbl_dir = folder(split)
             shown.save(img_dir / f"{stem}.jpg", quality=92)
-            (lbl_dir / f"{stem}.txt").write_text("\n".join(_yolo_lines(labels, size)) + "\n")
+            write_label_file(lbl_dir / f"{stem}.txt", _yolo_lines(labels, size))
 
     img_dir, lbl_dir = folder("train")
     pill = [(0, _place_single(rng, 0, size))]
     _render(rng, size, pill).save(img_dir / "plain_photo.jpg", quality=92)
     lines = [*_yolo_lines(pill, size), "0 0.5 0.5", f"{n_classes} 0.5 0.5 0.2 0.2"]
-    (lbl_dir / "plain_photo.txt").write_text("\n".join(lines) + "\n")
+    write_label_file(lbl_dir / "plain_photo.txt", lines)
 
     buf_path = img_dir / "broken_jpeg.rf.0123456789abcdef.jpg"
     _render(rng, size, pill).save(buf_path, quality=92)

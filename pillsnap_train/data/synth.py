@@ -32,6 +32,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .yolo_format import format_line, write_label_file
+
 __all__ = [
     "BACKGROUND_KINDS",
     "BoxLike",
@@ -1153,13 +1155,8 @@ def write_synthetic_yolo(
         for box, cid in zip(scene.boxes.tolist(), scene.class_ids.tolist(), strict=True):
             if class_mode == "source" and cid < 0:
                 raise ValueError("class_mode='source' needs cut-outs with class ids")
-            cls = 0 if class_mode == "pill" else int(cid)
-            x1, y1, x2, y2 = box
-            lines.append(
-                f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-                f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
-            )
-        (out / "labels" / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+            lines.append(format_line(0 if class_mode == "pill" else int(cid), box, w, h))
+        write_label_file(out / "labels" / f"{name}.txt", lines)
         records.append(
             json.dumps(
                 {

@@ -3,12 +3,12 @@
 Layout: ``data.yaml`` (``names`` as a dict or a list) and one or more ``images/`` folders,
 each with a sibling ``labels/`` folder (``root/images``, or Roboflow's ``train/images``,
 ``valid/images``, ``test/images``). A label is found the way Ultralytics finds it: the last
-``images`` path component becomes ``labels`` and the extension ``.txt``. Each label line is
-``class cx cy w h`` normalised to the upright (EXIF-corrected) image; polygon lines
-(``class x1 y1 x2 y2 ...``, Roboflow segmentation exports) are reduced to their box, as
-Ultralytics does. The source's own train/valid/test folders are *not* kept as splits:
-Roboflow assigns them per file, and :func:`~pillsnap_train.data.splits.assign_splits`
-re-splits by photo group instead.
+``images`` path component becomes ``labels`` and the extension ``.txt``. Label lines are
+parsed by :func:`~pillsnap_train.data.yolo_format.parse_line` (``class cx cy w h``
+normalised to the upright, EXIF-corrected image; polygon lines reduced to their box). The
+source's own train/valid/test folders are *not* kept as splits: Roboflow assigns them per
+file, and :func:`~pillsnap_train.data.splits.assign_splits` re-splits by photo group
+instead.
 
 Groups: Roboflow writes every augmented copy as ``<photo>_<ext>.rf.<hash>.<ext>``, so the
 group (the physical photo) is the part before ``_<ext>.rf.``; other names use the stem.
@@ -16,7 +16,6 @@ group (the physical photo) is the part before ``_<ext>.rf.``; other names use th
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ import yaml
 from tqdm import tqdm
 
 from .records import BoxRecord, IngestReport, read_image_header
+from .yolo_format import parse_line
 
 __all__ = ["IMAGE_EXTENSIONS", "read_yolo", "read_yolo_names", "yolo_group"]
 
@@ -37,9 +37,6 @@ IMAGE_EXTENSIONS: Final = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", "
 _ROBOFLOW: Final = re.compile(
     r"^(?P<group>.+)_(?:jpe?g|png|bmp|webp|tiff?|heic)\.rf\.[0-9a-z]+$", re.I
 )
-#: Normalised coordinates may overshoot [0, 1] by this much (rounding in exporters); more is
-#: a broken label. Ultralytics itself rejects any coordinate above 1.
-_NORM_TOLERANCE: Final = 0.01
 
 
 def yolo_group(stem: str) -> str:
@@ -87,36 +84,6 @@ def _walk_files(folder: Path) -> Iterator[Path]:
         dirnames.sort()
         for name in sorted(filenames):
             yield Path(dirpath) / name
-
-
-def _parse_line(
-    parts: list[str], names: dict[int, str]
-) -> tuple[int, tuple[float, float, float, float]] | str:
-    """``(class, normalised xyxy)`` for one label line, or a skip reason."""
-    if len(parts) < 5 or (len(parts) > 5 and len(parts) % 2 == 0):
-        return "malformed_label"
-    try:
-        cls_f = float(parts[0])
-        values = [float(v) for v in parts[1:]]
-    except ValueError:
-        return "malformed_label"
-    if not all(math.isfinite(v) for v in (cls_f, *values)) or cls_f != int(cls_f):
-        return "malformed_label"
-    cls = int(cls_f)
-    if cls not in names:
-        return "class_out_of_range"
-    if len(values) == 4:
-        cx, cy, w, h = values
-        if w <= 0 or h <= 0:
-            return "degenerate_box"
-        box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-    else:  # polygon: x1 y1 x2 y2 ... -> enclosing box
-        xs, ys = values[0::2], values[1::2]
-        box = (min(xs), min(ys), max(xs), max(ys))
-    lo, hi = -_NORM_TOLERANCE, 1 + _NORM_TOLERANCE
-    if not all(lo <= v <= hi for v in box):
-        return "box_out_of_bounds"
-    return cls, box
 
 
 def read_yolo(
@@ -192,7 +159,7 @@ def read_yolo(
                 report.skip(where, "duplicate_box", line.strip())
                 continue
             seen.add(tuple(parts))
-            parsed = _parse_line(parts, names)
+            parsed = parse_line(parts, names)
             if isinstance(parsed, str):
                 report.skip(where, parsed, line.strip()[:200])
                 continue

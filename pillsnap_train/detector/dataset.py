@@ -38,6 +38,7 @@ from pillsnap_train.data.synth import (
     pile_config,
     write_synthetic_yolo,
 )
+from pillsnap_train.data.yolo_format import clipped_lines, write_label_file
 
 __all__ = ["DetItem", "build_detector_dataset"]
 
@@ -45,23 +46,6 @@ __all__ = ["DetItem", "build_detector_dataset"]
 DetItem: TypeAlias = tuple[str | os.PathLike[str], Sequence[Sequence[float]]]
 
 _SPLITS: Final = ("train", "val")
-
-
-def _label_lines(boxes: Sequence[Sequence[float]], w: int, h: int) -> list[str]:
-    """YOLO lines for class 0; boxes are clipped to the image and empty ones dropped."""
-    lines = []
-    for box in boxes:
-        if len(box) != 4:
-            raise ValueError(f"boxes must be xyxy, got {box!r}")
-        x1, y1 = max(0.0, float(box[0])), max(0.0, float(box[1]))
-        x2, y2 = min(float(w), float(box[2])), min(float(h), float(box[3]))
-        if x2 - x1 < 1.0 or y2 - y1 < 1.0:
-            continue
-        lines.append(
-            f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-            f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
-        )
-    return lines
 
 
 def _place_image(src: Path, dst: Path, copy: bool) -> None:
@@ -121,9 +105,9 @@ def _write_split(
             n_shifted += 1
         else:
             _place_image(src, img_dir / f"{stem}{src.suffix.lower()}", copy)
-        lines = _label_lines(boxes, header.width, header.height)
+        lines = clipped_lines(boxes, header.width, header.height)
         n_boxes += len(lines)
-        (lab_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        write_label_file(lab_dir / f"{stem}.txt", lines)
     return len(items), n_boxes, n_shifted
 
 
