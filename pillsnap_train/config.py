@@ -76,7 +76,7 @@ class DetectorConfig(_Cfg):
     workers: int = 2
     synth_scenes: int = 0
     #: Fraction of the real train photos written with a camera/lighting shift (white balance,
-    #: noise, JPEG, blur...; see ``synth.photometric_jitter``) instead of as they are. Costs
+    #: noise, JPEG, blur...; see ``photometric.photometric_jitter``) instead of as they are. Costs
     #: no training time; Ultralytics' HSV jitter alone left recall 15 pt lower under a
     #: white-balance cast (``pillsnap-train robustness``).
     photometric_fraction: float = Field(0.0, ge=0, le=1)

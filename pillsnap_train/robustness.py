@@ -36,14 +36,8 @@ import numpy.typing as npt
 from pillsnap_sdk import Identifier, IdentifyResult
 from pillsnap_sdk.image import load_image
 
-from .data.synth import (
-    Cutout,
-    SynthConfig,
-    extract_cutouts,
-    jpeg_roundtrip,
-    pile_config,
-    synthesize_scene,
-)
+from .data.photometric import jpeg_roundtrip
+from .data.synth import Cutout, SynthConfig, extract_cutouts, pile_config, synthesize_scene
 from .evaluate import GroundTruthImage, PipelineScore, score_pipeline
 
 __all__ = [

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pillsnap_sdk.preprocessing import crop_with_margin
-from pillsnap_train.data.synth import jpeg_roundtrip
+from pillsnap_train.data.photometric import jpeg_roundtrip
 
 __all__ = ["augment_crop", "rescale", "rotated_extent"]
 

@@ -29,12 +29,12 @@ import cv2
 import numpy as np
 import yaml
 
+from pillsnap_train.data.photometric import photometric_jitter
 from pillsnap_train.data.records import read_image_header
 from pillsnap_train.data.synth import (
     SynthConfig,
     extract_backgrounds,
     extract_cutouts,
-    photometric_jitter,
     pile_config,
     write_synthetic_yolo,
 )
@@ -136,7 +136,7 @@ def build_detector_dataset(
     the way (delete ``out_dir`` first: mixing two builds would silently mix their labels).
 
     ``photometric_fraction`` of the real train photos (drawn per photo from ``seed``) are
-    written as JPEGs shifted by :func:`~pillsnap_train.data.synth.photometric_jitter`
+    written as JPEGs shifted by :func:`~pillsnap_train.data.photometric.photometric_jitter`
     (``synth_cfg``'s ranges) instead of linked: other cameras and lamps at no extra
     training cost. Validation photos are never touched.
 

@@ -88,10 +88,10 @@ def background_batch(data: ReleaseData, n: int = 200) -> F32:
 
 def shifted_crop_batches(data: ReleaseData, split: str) -> tuple[F32, I64]:
     """Crops of ``split``'s photos under :data:`SHIFT_COPIES` random camera shifts each
-    (white balance, exposure, noise, blur, JPEG: ``synth.photometric_jitter``) and
+    (white balance, exposure, noise, blur, JPEG: ``photometric.photometric_jitter``) and
     :data:`SHIFT_SCALES` pixel scales (a farther or a 12 MP camera). Seeded."""
     from ..classifier.augment import rescale
-    from ..data.synth import photometric_jitter
+    from ..data.photometric import photometric_jitter
 
     cfg = data.cfg
     spec, margin = classifier_spec(cfg), cfg.classifier.crop_margin

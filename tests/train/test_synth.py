@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from pillsnap_train.data.photometric import photometric_jitter
 from pillsnap_train.data.synth import (
     Cutout,
     SynthConfig,
     extract_backgrounds,
     extract_cutouts,
-    photometric_jitter,
     pile_config,
     segment_pill,
     synthesize_scene,
