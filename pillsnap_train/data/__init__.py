@@ -1,7 +1,7 @@
-"""Dataset ingest: raw YOLO / AIHub folders -> one validated, split manifest CSV.
+"""Dataset ingest: raw YOLO / AIHub folders -> one validated, split records CSV.
 
 Deliberately torch-free (numpy, PIL, pydantic, yaml, csv), so ingest and its tests run fast
-and anywhere. Training code reads the manifest with :func:`read_manifest` and builds its
+and anywhere. Training code reads the records with :func:`read_records` and builds its
 label list with :func:`class_table`.
 """
 
@@ -20,7 +20,7 @@ from .ingest import (
 )
 from .records import (
     KINDS,
-    MANIFEST_COLUMNS,
+    RECORD_COLUMNS,
     SPLITS,
     BoxRecord,
     ClassInfo,
@@ -33,8 +33,8 @@ from .records import (
     group_key,
     raw_box_to_upright,
     read_image_header,
-    read_manifest,
-    write_manifest,
+    read_records,
+    write_records,
 )
 from .splits import SplitSummary, assign_splits, split_leaks, split_summary
 from .subsets import SubsetReport, select_subset
@@ -42,7 +42,7 @@ from .yolo import read_yolo, yolo_group
 
 __all__ = [
     "KINDS",
-    "MANIFEST_COLUMNS",
+    "RECORD_COLUMNS",
     "SPLITS",
     "BoxRecord",
     "ClassInfo",
@@ -68,12 +68,12 @@ __all__ = [
     "raw_box_to_upright",
     "read_aihub",
     "read_image_header",
-    "read_manifest",
+    "read_records",
     "read_yolo",
     "report_path_for",
     "select_subset",
     "split_leaks",
     "split_summary",
-    "write_manifest",
+    "write_records",
     "yolo_group",
 ]

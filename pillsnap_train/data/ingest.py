@@ -1,4 +1,4 @@
-"""One call from raw dataset folders to a split manifest CSV plus a JSON report beside it.
+"""One call from raw dataset folders to a split records CSV plus a JSON report beside it.
 
 ``ingest`` is the only entry point training needs: read every source (reporting, never
 raising on, bad files), optionally cut a staged subset, assign group-aware splits, write
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from .aihub import read_aihub
-from .records import BoxRecord, ClassInfo, IngestReport, class_table, group_key, write_manifest
+from .records import BoxRecord, ClassInfo, IngestReport, class_table, group_key, write_records
 from .splits import SplitSummary, assign_splits, split_summary
 from .subsets import SubsetReport, select_subset
 from .yolo import read_yolo
@@ -39,7 +39,7 @@ __all__ = [
 
 
 class SourceSpec(BaseModel):
-    """One dataset folder to read. ``name`` becomes the manifest's ``source`` column."""
+    """One dataset folder to read. ``name`` becomes the records' ``source`` column."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,7 +49,7 @@ class SourceSpec(BaseModel):
 
 
 class IngestOptions(BaseModel):
-    """The knobs of one ingest, recorded in the report so a manifest can be re-made."""
+    """The knobs of one ingest, recorded in the report so the records can be re-made."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,9 +71,10 @@ class ClassEntry(BaseModel):
 
 
 class IngestRunReport(BaseModel):
-    """The JSON written beside the manifest."""
+    """The JSON written beside the records CSV."""
 
-    manifest: str
+    #: The records CSV's file name (reports written before the rename call it ``manifest``).
+    records: str = Field(validation_alias=AliasChoices("records", "manifest"))
     sources: list[SourceSpec]
     options: IngestOptions
     readers: list[IngestReport]
@@ -90,14 +91,14 @@ class IngestResult:
     """What :func:`ingest` made. ``classes`` excludes holdout-only classes; index = position."""
 
     report: IngestRunReport
-    manifest_path: Path
+    records_path: Path
     report_path: Path
     classes: list[ClassInfo]
 
 
-def report_path_for(manifest: str | os.PathLike[str]) -> Path:
-    """``data/manifest.csv`` -> ``data/manifest.report.json``."""
-    path = Path(manifest)
+def report_path_for(records_csv: str | os.PathLike[str]) -> Path:
+    """``data/records.csv`` -> ``data/records.report.json``."""
+    path = Path(records_csv)
     return path.with_name(f"{path.stem}.report.json")
 
 
@@ -107,7 +108,7 @@ def _file_sha256(path: str) -> str:
 
 
 def dataset_sha256(records: Sequence[BoxRecord], *, progress: bool | None = None) -> str:
-    """Stable sha256 of a manifest's content: every row plus each image's bytes hash.
+    """Stable sha256 of the records' content: every row plus each image's bytes hash.
 
     Why not hash the CSV file: paths differ between machines and the row order is an
     implementation detail, while the *data* is what provenance must pin. So each row is
@@ -173,7 +174,7 @@ def ingest(
     decode_images: bool = True,
     progress: bool | None = None,
 ) -> IngestResult:
-    """Read ``sources``, subset, split, and write the manifest CSV and its report JSON.
+    """Read ``sources``, subset, split, and write the records CSV and its report JSON.
 
     Order matters and is deliberate: holdout groups are set aside *before* subsetting, so
     the subset's class budget is spent on trainable classes and the holdout set does not
@@ -198,7 +199,7 @@ def ingest(
         raise ValueError("val_fraction + test_fraction must leave something to train on")
     out = Path(out_csv)
     report_path = report_path_for(out)
-    report = IngestRunReport(manifest=out.name, sources=specs, options=options, readers=[])
+    report = IngestRunReport(records=out.name, sources=specs, options=options, readers=[])
 
     records: list[BoxRecord] = []
     for spec in specs:
@@ -234,7 +235,7 @@ def ingest(
         seed=seed,
         holdout_classes=hold,
     )
-    write_manifest(out, records)
+    write_records(out, records)
     classes = class_table(r for r in records if r.split != "holdout")
     report.splits = split_summary(records)
     report.images = len({r.image_path for r in records})
@@ -245,4 +246,4 @@ def ingest(
     ]
     report.dataset_sha256 = dataset_sha256(records, progress=progress)
     report_path.write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    return IngestResult(report=report, manifest_path=out, report_path=report_path, classes=classes)
+    return IngestResult(report=report, records_path=out, report_path=report_path, classes=classes)

@@ -1,4 +1,8 @@
-"""The dataset manifest: one CSV row per labelled box, shared by every training stage.
+"""The dataset records: one CSV row per labelled box, shared by every training stage.
+
+Called "records" (a release writes ``work_dir/data/records.csv``), not "manifest": that
+word belongs to the bundle's ``manifest.json``. Older work dirs hold ``manifest.csv``,
+which :class:`~pillsnap_train.release.data.ReleaseData` still reads.
 
 Why a flat CSV of boxes rather than per-format readers at training time: the detector, the
 classifier, calibration and the release evaluation must all see *the same* images, boxes,
@@ -28,7 +32,7 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "KINDS",
-    "MANIFEST_COLUMNS",
+    "RECORD_COLUMNS",
     "SPLITS",
     "BoxRecord",
     "ClassInfo",
@@ -41,19 +45,19 @@ __all__ = [
     "group_key",
     "raw_box_to_upright",
     "read_image_header",
-    "read_manifest",
-    "write_manifest",
+    "read_records",
+    "write_records",
 ]
 
-#: Split names a manifest may hold. ``holdout`` = boxes of classes the classifier never sees,
+#: Split names a records CSV may hold. ``holdout`` = boxes of classes the classifier never sees,
 #: kept to test unknown-pill rejection. ``""`` (unassigned) is allowed in memory only.
 SPLITS: Final = ("train", "val", "test", "holdout")
 #: ``single``: the photo shows exactly one pill; ``combo``: several pills in one photo.
 KINDS: Final = ("single", "combo")
 
-#: Column order of the manifest CSV. Fixed so that two ingests of the same data produce
+#: Column order of the records CSV. Fixed so that two ingests of the same data produce
 #: byte-identical files (diffable, hashable).
-MANIFEST_COLUMNS: Final = (
+RECORD_COLUMNS: Final = (
     "image_path",
     "group",
     "split",
@@ -76,9 +80,9 @@ GroupKey: TypeAlias = tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class BoxRecord:
-    """One labelled pill box in one image (one manifest row).
+    """One labelled pill box in one image (one records row).
 
-    ``image_path`` is absolute in memory (readers and :func:`read_manifest` make it so);
+    ``image_path`` is absolute in memory (readers and :func:`read_records` make it so);
     coordinates are float pixels, xyxy, in the EXIF-corrected image of size
     ``image_width`` x ``image_height``. ``group`` identifies the physical photo: augmented
     copies and re-exports of one shot share it, and splits never cut a group.
@@ -155,10 +159,10 @@ def _fmt_float(value: float) -> str:
 
 
 def _stored_path(image_path: str, base: Path) -> str:
-    """Relative (POSIX) path when the image lies under the manifest folder, else absolute.
+    """Relative (POSIX) path when the image lies under the CSV's folder, else absolute.
 
     Why not always ``os.path.relpath``: a ``../../shared/data/...`` path silently breaks
-    when the manifest alone is copied elsewhere, while images kept beside the manifest move
+    when the CSV alone is copied elsewhere, while images kept beside the CSV move
     together with it, which is exactly when a relative path helps.
     """
     absolute = Path(os.path.abspath(image_path))
@@ -168,15 +172,15 @@ def _stored_path(image_path: str, base: Path) -> str:
         return str(absolute)
 
 
-def write_manifest(
+def write_records(
     path: str | os.PathLike[str], records: Iterable[BoxRecord], *, require_split: bool = True
 ) -> Path:
-    """Write ``records`` to a UTF-8 CSV with :data:`MANIFEST_COLUMNS`, in the given order.
+    """Write ``records`` to a UTF-8 CSV with :data:`RECORD_COLUMNS`, in the given order.
 
-    ``require_split`` rejects unassigned (``""``) splits: a manifest written before
+    ``require_split`` rejects unassigned (``""``) splits: a records CSV written before
     :func:`~pillsnap_train.data.splits.assign_splits` would otherwise train on everything.
     The file is written to a temporary name and renamed, so a crash never leaves half a
-    manifest that looks complete.
+    records CSV that looks complete.
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +188,7 @@ def write_manifest(
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerow(RECORD_COLUMNS)
         for rec in records:
             if require_split and not rec.split:
                 raise ValueError(
@@ -231,20 +235,20 @@ def _parse_metadata(text: str, where: str) -> dict[str, str]:
     return value
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[BoxRecord]:
-    """Read a manifest written by :func:`write_manifest`; image paths come back absolute.
+def read_records(path: str | os.PathLike[str]) -> list[BoxRecord]:
+    """Read a records CSV written by :func:`write_records`; image paths come back absolute.
 
     Raises ``ValueError`` naming the file and line for a missing column or a bad value:
-    a manifest is produced by code, so any defect is a bug to surface, not to skip.
+    the CSV is produced by code, so any defect is a bug to surface, not to skip.
     """
     src = Path(path)
     base = Path(os.path.abspath(src.parent))
     records: list[BoxRecord] = []
     with src.open("r", encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or ())]
+        missing = [c for c in RECORD_COLUMNS if c not in (reader.fieldnames or ())]
         if missing:
-            raise ValueError(f"{src}: not a PillSnap manifest, missing columns {missing}")
+            raise ValueError(f"{src}: not a PillSnap records CSV, missing columns {missing}")
         for line_no, row in enumerate(reader, start=2):
             where = f"{src}:{line_no}"
             try:

@@ -108,9 +108,9 @@ def assign_splits(
 
 
 def split_leaks(records: Iterable[BoxRecord]) -> list[GroupKey]:
-    """Groups whose boxes sit in more than one split, sorted. Must be empty for a manifest.
+    """Groups whose boxes sit in more than one split, sorted. Must be empty for a records CSV.
 
-    Cheap enough to run on every manifest load; it is the invariant that keeps validation
+    Cheap enough to run on every records load; it is the invariant that keeps validation
     scores honest.
     """
     seen: dict[GroupKey, set[str]] = defaultdict(set)

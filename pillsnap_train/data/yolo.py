@@ -98,7 +98,7 @@ def read_yolo(
     ``name`` is the ``source`` column (default: the folder name). ``decode`` fully decodes
     each image to catch truncated files (see :func:`read_image_header`). Skip reasons:
     ``corrupt_image``, ``image_without_label``, ``label_without_image``, ``no_boxes``
-    (empty label file: a background image, which a one-row-per-box manifest cannot hold),
+    (empty label file: a background image, which one-row-per-box records cannot hold),
     ``malformed_label``, ``class_out_of_range``, ``degenerate_box``, ``box_out_of_bounds``,
     ``duplicate_box``, ``duplicate_stem``, ``unreadable_label``. ``class_code`` and
     ``class_name`` are both the dataset's label name.

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ReleaseConfig
-from ..data.records import BoxRecord, ClassInfo, class_table, group_by_image, read_manifest
+from ..data.records import BoxRecord, ClassInfo, class_table, group_by_image, read_records
 from ..evaluate import GroundTruthImage
 
 __all__ = ["ReleaseData"]
@@ -30,8 +30,12 @@ class ReleaseData:
         self._extra: list[BoxRecord] | None = None
 
     @property
-    def manifest_csv(self) -> Path:
-        return self.work / "data" / "manifest.csv"
+    def records_csv(self) -> Path:
+        """``data/records.csv``; in a work dir ingested before the rename (which holds
+        ``data/manifest.csv`` and no ``records.csv``), that older file, so it resumes."""
+        path = self.work / "data" / "records.csv"
+        legacy = self.work / "data" / "manifest.csv"
+        return legacy if legacy.is_file() and not path.exists() else path
 
     @property
     def detector_extra_csv(self) -> Path:
@@ -44,7 +48,7 @@ class ReleaseData:
 
     def records(self) -> list[BoxRecord]:
         if self._records is None:
-            self._records = read_manifest(self.manifest_csv)
+            self._records = read_records(self.records_csv)
         return self._records
 
     def classes(self) -> list[ClassInfo]:
@@ -59,7 +63,7 @@ class ReleaseData:
         if not self.cfg.data.detector_sources:
             return []
         if self._extra is None:
-            self._extra = read_manifest(self.detector_extra_csv)
+            self._extra = read_records(self.detector_extra_csv)
         return self._extra
 
     def det_items(self, split: str, *, extra: bool = True) -> list[tuple[str, list[Box]]]:

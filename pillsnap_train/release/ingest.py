@@ -1,4 +1,4 @@
-"""Step ``ingest``: the configured sources -> ``data/manifest.csv`` (+ detector extras)."""
+"""Step ``ingest``: the configured sources -> ``data/records.csv`` (+ detector extras)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def ingest(data: ReleaseData) -> IngestResult:
         )
         data.forget()
         extra = {
-            "manifest": str(data.detector_extra_csv),
+            "records": str(data.detector_extra_csv),
             "images": res_x.report.images,
             "boxes": res_x.report.boxes,
             "dataset_sha256": res_x.report.dataset_sha256,
@@ -42,7 +42,7 @@ def ingest(data: ReleaseData) -> IngestResult:
     ]
     res = run_ingest(
         specs,
-        data.manifest_csv,
+        data.records_csv,
         val_fraction=d.val_fraction,
         seed=seed,
         holdout_classes=d.holdout_classes,
@@ -55,7 +55,7 @@ def ingest(data: ReleaseData) -> IngestResult:
     skipped = sum(sum(r.skipped_counts.values()) for r in rep.readers)
     subset = rep.subset.model_dump(mode="json") if rep.subset else None
     return IngestResult(
-        manifest=str(data.manifest_csv),
+        records=str(data.records_csv),
         report_file=str(res.report_path),
         images=rep.images,
         boxes=rep.boxes,

@@ -1,7 +1,8 @@
 """Typed results of the release steps: what each ``steps/<step>.json`` marker holds.
 
 The markers are the contract between steps (and with work dirs written by earlier
-versions), so the keys here are exactly the ones the markers have always had; a step
+versions), so the keys here are the ones the markers have always had (one renamed key,
+``ingest``'s ``manifest`` -> ``records``, is still read under its old name); a step
 builds its result with every key it writes, and :meth:`WorkDir.step
 <.workdir.WorkDir.step>` dumps only those (``exclude_unset``), plus ``seconds``.
 Nested records (histories, per-class rows, gate rows) stay plain JSON data.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 __all__ = [
     "CalibrateResult",
@@ -34,7 +35,9 @@ class StepResult(BaseModel):
 
 
 class IngestResult(StepResult):
-    manifest: str
+    #: The records CSV. Markers written before the rename call it ``manifest``; they are
+    #: read as they are, new markers say ``records``.
+    records: str = Field(validation_alias=AliasChoices("records", "manifest"))
     report_file: str
     images: Any
     boxes: Any

@@ -1,4 +1,4 @@
-"""ingest(): both readers together, manifest + report on disk, holdout, subset, dataset hash."""
+"""ingest(): both readers together, records + report on disk, holdout, subset, dataset hash."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pillsnap_train.data import (
     ingest,
     make_aihub_fixture,
     make_yolo_fixture,
-    read_manifest,
+    read_records,
     split_leaks,
 )
 from pillsnap_train.data.fixtures import fixture_class
@@ -35,10 +35,10 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> list[SourceSpec]:
 
 
 def test_ingest_two_sources(sources: list[SourceSpec], tmp_path: Path) -> None:
-    result = ingest(sources, tmp_path / "out" / "manifest.csv", val_fraction=0.25, seed=3)
-    assert result.manifest_path == tmp_path / "out" / "manifest.csv"
-    assert result.report_path == tmp_path / "out" / "manifest.report.json"
-    records = read_manifest(result.manifest_path)
+    result = ingest(sources, tmp_path / "out" / "records.csv", val_fraction=0.25, seed=3)
+    assert result.records_path == tmp_path / "out" / "records.csv"
+    assert result.report_path == tmp_path / "out" / "records.report.json"
+    records = read_records(result.records_path)
     assert split_leaks(records) == []
     assert {r.source for r in records} == {"aihub", "rf"}
     assert {r.split for r in records} == {"train", "val"}
@@ -61,7 +61,7 @@ def test_ingest_two_sources(sources: list[SourceSpec], tmp_path: Path) -> None:
 def test_ingest_is_reproducible(sources: list[SourceSpec], tmp_path: Path) -> None:
     a = ingest(sources, tmp_path / "a.csv", seed=5)
     b = ingest(sources, tmp_path / "b.csv", seed=5)
-    assert a.manifest_path.read_bytes() == b.manifest_path.read_bytes()
+    assert a.records_path.read_bytes() == b.records_path.read_bytes()
     assert a.report.dataset_sha256 == b.report.dataset_sha256
     c = ingest(sources, tmp_path / "c.csv", seed=6)
     assert c.report.dataset_sha256 != a.report.dataset_sha256  # other split, other data
@@ -70,7 +70,7 @@ def test_ingest_is_reproducible(sources: list[SourceSpec], tmp_path: Path) -> No
 def test_holdout_and_subset(sources: list[SourceSpec], tmp_path: Path) -> None:
     held = fixture_class(3)[0]
     result = ingest(sources[:1], tmp_path / "m.csv", holdout_classes=[held], max_classes=2, seed=0)
-    records = read_manifest(result.manifest_path)
+    records = read_records(result.records_path)
     assert {r.split for r in records if r.class_code == held} == {"holdout"}
     holdout_groups = {r.group for r in records if r.split == "holdout"}
     assert {r.group for r in records if r.class_code == held} == holdout_groups
@@ -82,7 +82,7 @@ def test_holdout_and_subset(sources: list[SourceSpec], tmp_path: Path) -> None:
 
 
 def test_dataset_hash_pins_content_not_location(sources: list[SourceSpec], tmp_path: Path) -> None:
-    records = read_manifest(ingest(sources[1:], tmp_path / "m.csv").manifest_path)
+    records = read_records(ingest(sources[1:], tmp_path / "m.csv").records_path)
     digest = dataset_sha256(records)
     assert dataset_sha256(list(reversed(records))) == digest  # row order is not content
     moved_root = Path(shutil.copytree(sources[1].path, tmp_path / "moved"))

@@ -1,4 +1,4 @@
-"""Manifest CSV round trip, validation, class table, image headers and EXIF geometry."""
+"""Records CSV round trip, validation, class table, image headers and EXIF geometry."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 from PIL import Image, ImageOps
 
 from pillsnap_train.data.records import (
-    MANIFEST_COLUMNS,
+    RECORD_COLUMNS,
     BoxRecord,
     class_table,
     group_by_image,
     raw_box_to_upright,
     read_image_header,
-    read_manifest,
-    write_manifest,
+    read_records,
+    write_records,
 )
 
 
@@ -53,37 +53,37 @@ def test_round_trip_relative_inside_absolute_outside(tmp_path: Path) -> None:
             str(outside), code="K-000002", split="val", kind="combo", x1=0.1, x2=0.30000000000000004
         ),
     ]
-    manifest = tmp_path / "ds" / "manifest.csv"
-    write_manifest(manifest, records)
+    csv_path = tmp_path / "ds" / "records.csv"
+    write_records(csv_path, records)
 
-    rows = list(csv.reader(io.StringIO(manifest.read_text(encoding="utf-8"))))
-    assert tuple(rows[0]) == MANIFEST_COLUMNS
-    assert rows[1][0] == 'images/a,b "q".png'  # stored relative to the manifest folder
+    rows = list(csv.reader(io.StringIO(csv_path.read_text(encoding="utf-8"))))
+    assert tuple(rows[0]) == RECORD_COLUMNS
+    assert rows[1][0] == 'images/a,b "q".png'  # stored relative to the CSV folder
     assert rows[2][0] == str(outside)  # outside the folder: absolute
-    assert read_manifest(manifest) == records  # exact floats, unicode, metadata
+    assert read_records(csv_path) == records  # exact floats, unicode, metadata
 
 
-def test_relative_paths_follow_the_manifest_when_moved(tmp_path: Path) -> None:
+def test_relative_paths_follow_the_csv_when_moved(tmp_path: Path) -> None:
     src = tmp_path / "a"
-    write_manifest(src / "m.csv", [_rec(str(src / "img" / "p.png"))])
+    write_records(src / "m.csv", [_rec(str(src / "img" / "p.png"))])
     moved = tmp_path / "b"
     (src).rename(moved)
-    assert read_manifest(moved / "m.csv")[0].image_path == str(moved / "img" / "p.png")
+    assert read_records(moved / "m.csv")[0].image_path == str(moved / "img" / "p.png")
 
 
 def test_write_is_deterministic_and_atomic(tmp_path: Path) -> None:
     records = [_rec(str(tmp_path / f"{i}.png"), code=f"K-{i:06d}") for i in range(5)]
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    write_manifest(a, records)
-    write_manifest(b, records)
+    write_records(a, records)
+    write_records(b, records)
     assert a.read_bytes() == b.read_bytes()
     assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_write_refuses_unassigned_split(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="assign_splits"):
-        write_manifest(tmp_path / "m.csv", [_rec("/x.png", split="")])
-    write_manifest(tmp_path / "m.csv", [_rec("/x.png", split="")], require_split=False)
+        write_records(tmp_path / "m.csv", [_rec("/x.png", split="")])
+    write_records(tmp_path / "m.csv", [_rec("/x.png", split="")], require_split=False)
 
 
 @pytest.mark.parametrize(
@@ -99,23 +99,23 @@ def test_write_refuses_unassigned_split(tmp_path: Path) -> None:
 def test_read_rejects_bad_rows_with_line_number(
     tmp_path: Path, column: str, value: str, match: str
 ) -> None:
-    manifest = tmp_path / "m.csv"
-    write_manifest(manifest, [_rec("/a.png"), _rec("/b.png")])
-    rows = list(csv.DictReader(manifest.open(encoding="utf-8")))
+    csv_path = tmp_path / "m.csv"
+    write_records(csv_path, [_rec("/a.png"), _rec("/b.png")])
+    rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
     rows[1][column] = value
-    with manifest.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, MANIFEST_COLUMNS)
+    with csv_path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, RECORD_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     with pytest.raises(ValueError, match=match) as err:
-        read_manifest(manifest)
+        read_records(csv_path)
     assert "m.csv:3" in str(err.value)
 
 
 def test_read_rejects_foreign_csv(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="missing columns"):
-        read_manifest(tmp_path / "m.csv")
+        read_records(tmp_path / "m.csv")
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import pytest
 from pillsnap_sdk import Candidate, Identifier, IdentifyResult, PillResult
 from pillsnap_sdk.bundle.loader import load_bundle
 from pillsnap_train.data.fixtures import fixture_class
-from pillsnap_train.data.records import group_by_image, read_manifest
+from pillsnap_train.data.records import group_by_image, read_records
 
 from .conftest import AIHUB_CLASSES, YOLO_CLASSES, ReleaseRun
 
@@ -57,7 +57,7 @@ def report(run: ReleaseRun) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def val_photos(run: ReleaseRun) -> dict[str, list[str]]:
     """Validation photos -> their pills' class codes."""
-    recs = [r for r in read_manifest(run.work / "data" / "manifest.csv") if r.split == "val"]
+    recs = [r for r in read_records(run.work / "data" / "records.csv") if r.split == "val"]
     return {p: [b.class_code for b in boxes] for p, boxes in group_by_image(recs).items()}
 
 
@@ -94,7 +94,8 @@ def test_release_ran_every_step_without_network(run: ReleaseRun) -> None:
 
 def test_ingest_read_both_sources_and_reported_planted_defects(run: ReleaseRun) -> None:
     ingest = run.step("ingest")
-    recs = read_manifest(run.work / "data" / "manifest.csv")
+    assert ingest["records"] == str(run.work / "data" / "records.csv")
+    recs = read_records(run.work / "data" / "records.csv")
     assert {r.source for r in recs} == {"aihub", "yolo"}
     assert {r.split for r in recs} >= {"train", "val"}
     # Both fixtures plant a corrupt image, an orphan label, ...: reported, not fatal.
@@ -229,7 +230,7 @@ def test_detector_only_source_trains_the_detector_not_the_classifier(
 ) -> None:
     ingest = run.step("ingest")
     assert ingest["detector_extra"]["images"] > 0
-    extra = read_manifest(Path(ingest["detector_extra"]["manifest"]))
+    extra = read_records(Path(ingest["detector_extra"]["records"]))
     extra_codes = {r.class_code for r in extra}
     labels = json.loads((bundle_dir / "labels.json").read_text(encoding="utf-8"))["classes"]
     assert len(labels) == N_CLASSES and not extra_codes & {c["code"] for c in labels}
