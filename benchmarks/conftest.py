@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_bench_bundle import bench_bundle_path
 
+from benchmarks.photos import bench_scenes
 from pillsnap_sdk.bench.floor import Floor
-from pillsnap_sdk.bench.scenes import MULTI, SINGLE, Scene, crops_for, find_scenes, scene_bundle
+from pillsnap_sdk.bench.scenes import MULTI, SINGLE, Scene, crops_for, scene_bundle
 from pillsnap_sdk.bundle.loader import Bundle, load_bundle
 from pillsnap_sdk.defaults import default_bundle_path
 from pillsnap_sdk.errors import BundleError
@@ -77,7 +78,7 @@ def bundle() -> Bundle:
 
 @pytest.fixture(scope="session")
 def scenes() -> dict[str, Scene]:
-    return {s.name: s for s in find_scenes()}
+    return {s.name: s for s in bench_scenes()}
 
 
 @pytest.fixture(scope="session")

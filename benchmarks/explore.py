@@ -35,9 +35,10 @@ from make_bench_bundle import bench_bundle_path
 
 import pillsnap_sdk.pipeline as pipeline
 import pillsnap_sdk.runtime as runtime
+from benchmarks.photos import bench_scenes
 from benchmarks.seed_style import SeedStylePeer
 from pillsnap_sdk.bench.floor import Floor
-from pillsnap_sdk.bench.scenes import crops_for, find_scenes, scene_bundle
+from pillsnap_sdk.bench.scenes import crops_for, scene_bundle
 from pillsnap_sdk.bench.timing import measure_interleaved, paired_ratio
 from pillsnap_sdk.bundle.loader import Bundle, load_bundle
 from pillsnap_sdk.image import load_image
@@ -89,7 +90,7 @@ def _report(samples: dict[str, list[float]], ref: str | None = None) -> None:
 
 
 def cmd_options(b: Bundle, rounds: int) -> None:
-    for sc in find_scenes():
+    for sc in bench_scenes():
         sb = scene_bundle(b, sc)
         idfs = {}
         for name, (arena, spin) in CONFIGS.items():
@@ -117,12 +118,12 @@ sys.path.insert(0, sys.argv[1])
 import numpy as np
 import explore, pillsnap_sdk.pipeline as pl
 from pillsnap_sdk.bench.coldstart import peak_rss_mb
-from pillsnap_sdk.bench.scenes import find_scenes, with_thresholds
+from pillsnap_sdk.bench.scenes import with_thresholds
 arena, spin = explore.CONFIGS[sys.argv[2]]
 b = explore._bundle(sys.argv[3] or None)
 with explore.session_options(arena, spin):
     idf = pl.Identifier(with_thresholds(b, max_detections=32))
-multi = find_scenes()[1]
+multi = explore.bench_scenes()[1]
 rng = np.random.default_rng(0)
 for i in range(30):
     idf.classify_probabilities([np.zeros((120, 100, 3), np.uint8)] * int(rng.integers(1, 33)))
@@ -176,7 +177,7 @@ def cmd_chunks(b: Bundle, rounds: int) -> None:
 
 
 def cmd_ablation(b: Bundle, rounds: int) -> None:
-    sc = find_scenes()[1]
+    sc = bench_scenes()[1]
     sb = scene_bundle(b, sc)
     m = sb.manifest
     assert m.detector is not None
@@ -219,7 +220,7 @@ def cmd_ablation(b: Bundle, rounds: int) -> None:
 
 
 def cmd_decode(rounds: int) -> None:
-    small = find_scenes()[1].data
+    small = bench_scenes()[1].data
     rgb = load_image(small)
     big_rgb = cv2.resize(rgb, (3024, 4032), interpolation=cv2.INTER_CUBIC)
     _, buf = cv2.imencode(".jpg", big_rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])

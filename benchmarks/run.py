@@ -13,12 +13,13 @@ from pathlib import Path
 
 from pillsnap_sdk.bench.profiles import load_profiles
 from pillsnap_sdk.bench.run import BenchSession, bench_meta, bundle_key
-from pillsnap_sdk.bench.scenes import find_scenes, scene_bundle
+from pillsnap_sdk.bench.scenes import scene_bundle
 from pillsnap_sdk.bench.stages import GOAL_E2E_VS_FLOOR
 from pillsnap_sdk.bundle.loader import load_bundle
 
 from .gate import gate_against_baseline, gate_metrics
 from .peers import GOAL_VS_PEERS, measure_peers
+from .photos import bench_scenes
 from .report import FullReport
 from .variants import measure_variants
 
@@ -50,7 +51,7 @@ def run_full_bench(
     say = progress or (lambda _msg: None)
     bundle = load_bundle(bundle_path)
     provs = list(providers) if providers else ["CPUExecutionProvider"]
-    scenes = find_scenes(images)
+    scenes = bench_scenes(images)
     goals = {"multi_e2e_vs_floor_max": GOAL_E2E_VS_FLOOR, "vs_peers_max": GOAL_VS_PEERS}
     report = FullReport(meta=bench_meta(bundle, rounds, quick, provs, goals))
     report.meta["scenes"] = {s.name: s.source for s in scenes}

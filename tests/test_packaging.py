@@ -27,6 +27,19 @@ def test_every_package_data_pattern_matches_a_real_file() -> None:
             assert list((REPO / package).glob(pattern)), f"{package}: {pattern} matches nothing"
 
 
+def test_installed_code_names_no_path_of_the_development_machine() -> None:
+    """Installed modules get their files from arguments, the environment or package data,
+    never from where this repository or its data happened to live."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{no}"
+        for package in ("pillsnap_sdk", "pillsnap_train")
+        for path in sorted((REPO / package).rglob("*.py"))
+        for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if any(root in line for root in ('"/work/', "'/work/", '"/home/', '"/tmp/'))
+    ]
+    assert offenders == []
+
+
 def test_readme_states_the_licences_of_the_extras() -> None:
     section = README.split("## Licences", 1)[1].split("\n## ", 1)[0]
     for name in (

@@ -2,8 +2,8 @@
 
 Why two photos: the SDK's overhead over bare onnxruntime is different for one crop and for
 twenty (batching, per-crop preprocessing), and the gate watches both. Real photos come
-from a YOLO-layout folder when there is one; otherwise synthetic JPEGs stand in, so the
-bench runs anywhere.
+from a YOLO-layout folder when one is given (``--images`` or ``$PILLSNAP_BENCH_IMAGES``);
+otherwise synthetic JPEGs stand in, so the bench runs anywhere.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ __all__ = [
 ]
 
 SINGLE, MULTI = "single_pill", "multi_pill"
-#: Photo folders tried in order when none is given (YOLO layout: images/ + ../labels/).
-_IMAGE_DIRS = (Path("/work/shared/data/pushin-pill-train/images"),)
 
 
 @dataclass(frozen=True)
@@ -104,22 +102,16 @@ def synthetic_photo(n_pills: int, *, seed: int = 0, width: int = 480, height: in
 def find_scenes(images: Path | None = None) -> list[Scene]:
     """The single-pill and multi-pill photos to time, in that order.
 
-    From ``images`` (or ``$PILLSNAP_BENCH_IMAGES``, or the pushin-pill training photos when
-    present): the first photo whose label file has one box, and the first with >= 20.
-    Missing ones are replaced by :func:`synthetic_photo` (1 and 20 pills).
+    From ``images`` (or ``$PILLSNAP_BENCH_IMAGES``), a YOLO-layout ``images/`` folder with
+    ``../labels/``: the first photo whose label file has one box, and the first with >= 20.
+    Missing ones (or no folder) are replaced by :func:`synthetic_photo` (1 and 20 pills).
     """
-    candidates: list[Path] = []
-    if images is not None:
-        candidates.append(images)
-    elif env := os.environ.get("PILLSNAP_BENCH_IMAGES"):
-        candidates.append(Path(env))
-    else:
-        candidates.extend(_IMAGE_DIRS)
+    env = os.environ.get("PILLSNAP_BENCH_IMAGES")
+    folder = images if images is not None else Path(env) if env else None
     found: dict[str, Scene] = {}
-    for folder in candidates:
-        if folder.is_dir():
-            for scene in _scenes_from_dir(folder):
-                found.setdefault(scene.name, scene)
+    if folder is not None and folder.is_dir():
+        for scene in _scenes_from_dir(folder):
+            found.setdefault(scene.name, scene)
     if SINGLE not in found:
         found[SINGLE] = Scene(SINGLE, "synthetic (1 pill)", synthetic_photo(1, seed=1), 1)
     if MULTI not in found:
