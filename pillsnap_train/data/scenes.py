@@ -92,6 +92,9 @@ def _transform_cutout(
 
 
 def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over the *smaller* box's area (``SynthConfig.max_overlap``), not IoU
+    (:func:`pillsnap_sdk.boxes.box_iou`): a small pill half under a big one must count
+    as covered, which IoU, diluted by the big box's area, would not say."""
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])
     if iw <= 0 or ih <= 0:
