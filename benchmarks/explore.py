@@ -35,6 +35,7 @@ from make_bench_bundle import bench_bundle_path
 
 import pillsnap_sdk.pipeline as pipeline
 import pillsnap_sdk.runtime as runtime
+import pillsnap_sdk.sessions as pipeline_sessions
 from benchmarks.photos import bench_scenes
 from benchmarks.seed_style import SeedStylePeer
 from pillsnap_sdk.bench.floor import Floor
@@ -72,11 +73,11 @@ def session_options(arena_cls: bool, spin: str | None) -> Iterator[None]:
         finally:
             runtime.ort.SessionOptions = real_opts
 
-    pipeline.create_session = create  # type: ignore[assignment]
+    pipeline_sessions.create_session = create  # type: ignore[assignment]
     try:
         yield
     finally:
-        pipeline.create_session = original
+        pipeline_sessions.create_session = original
 
 
 def _bundle(path: str | None) -> Bundle:

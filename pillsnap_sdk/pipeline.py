@@ -1,11 +1,11 @@
 """The two-stage pipeline: options -> :class:`Identifier` -> typed :class:`IdentifyResult`.
 
-Router (``mode="auto"``): run the detector; >= 2 pills -> classify every crop in one
-batched run ("combo"); exactly 1 -> classify that crop; none -> classify the whole photo
-and warn ``no_pill_detected``. Without a detector in the bundle, ``auto`` means ``single``.
+Per photo: decode (:mod:`.image`) -> route (:mod:`.router`: detector, crops) -> one
+batched classifier run for all crops -> answers (:mod:`.answers`: candidates, status).
+Without a detector in the bundle, ``auto`` means ``single``.
 
-Each model runs behind a runner (:mod:`.stages`): onnxruntime sessions built from the
-bundle by default, or any object with the same ``run(output_names, feeds)`` shape given
+Each model runs behind a runner (:mod:`.stages`, opened by :mod:`.sessions`): onnxruntime
+sessions built from the bundle by default, or any object with the same ``run(output_names, feeds)`` shape given
 to :meth:`Identifier.from_bundle` (``runners=``) or :meth:`Identifier.with_runners`.
 
 Thread safety: an Identifier holds no mutable state after construction and onnxruntime's
@@ -20,29 +20,29 @@ import dataclasses
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, overload
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
+from .answers import pill_result
 from .bundle.loader import Bundle, load_bundle
-from .bundle.manifest import BundleManifest, LabelsFile, ModelSpec
-from .errors import BundleError, InvalidArgumentError, PillsnapError
+from .bundle.manifest import BundleManifest, LabelsFile
+from .errors import InvalidArgumentError, PillsnapError
 from .image import DEFAULT_MAX_PIXELS, ChannelOrder, ImageInput, check_max_pixels, load_image
-from .postprocess import calibrated_softmax, is_identified
-from .preprocessing import crop_with_margin, preprocess_batch
-from .results import BBox, BundleRef, Candidate, IdentifyResult, PillResult
+from .postprocess import calibrated_softmax
+from .preprocessing import preprocess_batch
+from .results import BundleRef, IdentifyResult
+from .router import Plan, route
 from .runtime import (
     ProviderArg,
     check_providers,
-    create_session,
     providers_from_env,
     threads_from_env,
 )
+from .sessions import Runners, open_stages
 from .stages import (
     CLASSIFIER_CHUNK,
     ClassifierStage,
@@ -61,15 +61,6 @@ Mode = Literal["auto", "single", "combo"]
 DEFAULT_CONCURRENT_RUNS = 2
 _MODES = ("auto", "single", "combo")
 F32 = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True, slots=True)
-class Runners:
-    """Engines to run the bundle's models with instead of onnxruntime (``None``: keep
-    onnxruntime for that model). Preprocessing, routing and thresholds stay the bundle's."""
-
-    classifier: Runner | None = None
-    detector: Runner | None = None
 
 
 class Identifier:
@@ -95,8 +86,6 @@ class Identifier:
                 f"Identifier needs a loaded Bundle; use Identifier.from_bundle(path), "
                 f"got {type(bundle).__name__}"
             )
-        m = bundle.manifest
-        given = runners or Runners()
         self._max_pixels = check_max_pixels(max_image_pixels)
         if (
             isinstance(max_concurrent_runs, bool)
@@ -118,42 +107,14 @@ class Identifier:
         if intra_op_threads is None:
             intra_op_threads = threads_from_env()
 
-        def session(spec: ModelSpec, dynamic_batch: bool) -> ort.InferenceSession:
-            return create_session(
-                bundle.model_bytes(spec.file),
-                spec,
-                providers=providers,
-                intra_op_threads=intra_op_threads,
-                strict_providers=strict_providers,
-                dynamic_batch=dynamic_batch,
-            )
-
-        cls_runner: Runner
-        if given.classifier is not None:
-            cls_runner = given.classifier
-        else:
-            sess = session(m.classifier, dynamic_batch=True)
-            out = sess.get_outputs()[0].shape
-            if len(out) != 2 or (isinstance(out[1], int) and out[1] != len(self._classes)):
-                raise BundleError(
-                    f"{m.classifier.file}: output shape {out} does not match "
-                    f"{len(self._classes)} classes in labels.json"
-                )
-            cls_runner = sess
-        batch_dim = m.classifier.input_shape[0]
-        self._cls = ClassifierStage(
-            cls_runner,
-            m.classifier.input_name,
-            fixed_batch=batch_dim if isinstance(batch_dim, int) else None,
+        self._cls, self._det = open_stages(
+            bundle,
+            runners=runners or Runners(),
+            providers=providers,
+            intra_op_threads=intra_op_threads,
+            strict_providers=strict_providers,
         )
-        self._det: DetectorStage | None = None
-        if m.detector is not None:
-            det_runner: Runner = (
-                given.detector
-                if given.detector is not None
-                else session(m.detector, dynamic_batch=False)
-            )
-            self._det = DetectorStage(det_runner, m.detector.input_name, m.detector.preprocessing)
+        m = bundle.manifest
         self._ref = BundleRef(name=m.name, version=m.version)
 
     @classmethod
@@ -395,7 +356,7 @@ class Identifier:
         channel_order: ChannelOrder,
         return_exceptions: bool,
     ) -> list[IdentifyResult | PillsnapError]:
-        plans: list[_Plan | PillsnapError] = []
+        plans: list[Plan | PillsnapError] = []
         for img in images:
             try:
                 plans.append(self._plan(img, mode, channel_order))
@@ -403,7 +364,7 @@ class Identifier:
                 if not return_exceptions:
                     raise
                 plans.append(exc)
-        ok = [p for p in plans if isinstance(p, _Plan)]
+        ok = [p for p in plans if isinstance(p, Plan)]
         crops = [c for p in ok for c in p.crops]
         t0 = time.perf_counter()
         probs, pre_ms = self._classify(crops)
@@ -412,12 +373,22 @@ class Identifier:
         offset = 0
         share = 1.0 / max(len(ok), 1)
         for plan in plans:
-            if not isinstance(plan, _Plan):
+            if not isinstance(plan, Plan):
                 results.append(plan)
                 continue
             n = len(plan.crops)
             t1 = time.perf_counter()
-            pills = [self._pill(probs[offset + i], plan, i, top_k) for i in range(n)]
+            th = self._bundle.manifest.thresholds
+            pills = [
+                pill_result(
+                    probs[offset + i],
+                    self._classes,
+                    th,
+                    plan.boxes[i] if plan.boxes else None,
+                    top_k,
+                )
+                for i in range(n)
+            ]
             offset += n
             timings = dict(plan.timings)
             timings["classify_preprocess"] = pre_ms * share
@@ -472,32 +443,18 @@ class Identifier:
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise InvalidArgumentError(f"top_k must be a positive int, got {top_k!r}")
 
-    def _plan(self, image: ImageInput, mode: str, channel_order: ChannelOrder) -> _Plan:
+    def _plan(self, image: ImageInput, mode: str, channel_order: ChannelOrder) -> Plan:
         start = time.perf_counter()
         rgb = load_image(image, max_pixels=self._max_pixels, channel_order=channel_order)
         timings = {"decode": (time.perf_counter() - start) * 1000.0}
-        h, w = rgb.shape[:2]
-        plan = _Plan(start=start, size=(w, h), timings=timings)
-        if mode == "single" or self._det is None:
-            plan.crops.append(rgb)
-            return plan
-        det = self._detect(rgb, timings)
-        margin = self._bundle.manifest.thresholds.crop_margin
-        t = time.perf_counter()
-        if len(det.scores) == 0:
-            if mode == "combo":
-                plan.mode_used = "combo"
-            else:
-                plan.crops.append(rgb)
-            plan.warnings.append("no_pill_detected")
-        else:
-            plan.mode_used = "combo" if (mode == "combo" or len(det.scores) >= 2) else "single"
-            for box, score in zip(det.boxes, det.scores, strict=True):
-                x1, y1, x2, y2 = (float(v) for v in box)
-                plan.crops.append(crop_with_margin(rgb, (x1, y1, x2, y2), margin))
-                plan.boxes.append((BBox(x1=x1, y1=y1, x2=x2, y2=y2), float(score)))
-        timings["crop"] = (time.perf_counter() - t) * 1000.0
-        return plan
+        return route(
+            rgb,
+            mode=mode,
+            detect=self._detect if self._det is not None else None,
+            crop_margin=self._bundle.manifest.thresholds.crop_margin,
+            start=start,
+            timings=timings,
+        )
 
     def _detect(self, rgb: npt.NDArray[np.uint8], timings: dict[str, float]) -> Detections:
         assert self._det is not None
@@ -531,39 +488,3 @@ class Identifier:
             )
         temp = self._bundle.manifest.thresholds.temperature
         return calibrated_softmax(logits, temp), pre_ms
-
-    def _pill(self, probs: F32, plan: _Plan, i: int, top_k: int) -> PillResult:
-        k = min(top_k, probs.shape[0])
-        top = np.argsort(-probs, kind="stable")[:k]
-        cands = []
-        for idx in top:
-            entry = self._classes[int(idx)]
-            cands.append(
-                Candidate(
-                    class_index=int(idx),
-                    code=entry.code,
-                    name=entry.name,
-                    confidence=float(min(max(probs[idx], 0.0), 1.0)),
-                    metadata=dict(entry.metadata),
-                )
-            )
-        th = self._bundle.manifest.thresholds
-        named = bool(is_identified(probs[None], th.unknown_threshold, th.unknown_margin)[0])
-        status: Literal["identified", "unknown"] = "identified" if named else "unknown"
-        bbox, det_conf = plan.boxes[i] if plan.boxes else (None, None)
-        return PillResult(bbox=bbox, detection_confidence=det_conf, status=status, candidates=cands)
-
-
-class _Plan:
-    """Per-image work between decoding/detection and the shared classifier run."""
-
-    __slots__ = ("boxes", "crops", "mode_used", "size", "start", "timings", "warnings")
-
-    def __init__(self, start: float, size: tuple[int, int], timings: dict[str, float]) -> None:
-        self.start = start
-        self.size = size
-        self.timings = timings
-        self.crops: list[npt.NDArray[np.uint8]] = []
-        self.boxes: list[tuple[BBox, float]] = []
-        self.mode_used: Literal["single", "combo"] = "single"
-        self.warnings: list[str] = []

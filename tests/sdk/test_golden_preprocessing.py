@@ -85,7 +85,11 @@ def test_preprocess_matches_committed_reference(name: str) -> None:
     assert resized.shape == want_resized.shape, name
     diff = np.abs(resized.astype(np.int16) - want_resized.astype(np.int16))
     n_diff = int((diff > 0).sum())
-    assert n_diff == 0, (
+    # OpenCV picks a SIMD path per CPU (AVX2 vs AVX-512) and those paths may round a
+    # resampled value 1 LSB apart (2 of 297 bicubic-shrink values on an AVX2-only EPYC,
+    # same OpenCV build). A real preprocessing change (mode, interpolation, channel order,
+    # pad) moves many values by far more, so this tolerance still catches it.
+    assert int(diff.max(initial=0)) <= 1 and n_diff <= max(2, diff.size // 100), (
         f"{name}: resize_image differs from the reference in {n_diff} of {diff.size} "
         f"values (max {int(diff.max())}); {_where(case)}"
     )
@@ -97,13 +101,17 @@ def test_preprocess_matches_committed_reference(name: str) -> None:
 
     tensor, _ = preprocess(rgb, spec)
     assert tensor.dtype == np.float32 and tensor.shape == want_tensor.shape, name
+    # A pixel 1 LSB off (above) moves its tensor value by 1/(255*std); nothing else may move.
+    lsb = 1.0 / (255.0 * min(abs(s) for s in spec.std))
+    atol = 1e-6 if n_diff == 0 else lsb + 1e-5
     np.testing.assert_allclose(
-        tensor, want_tensor, rtol=0, atol=1e-6, err_msg=f"{name}: preprocess; {_where(case)}"
+        tensor, want_tensor, rtol=0, atol=atol, err_msg=f"{name}: preprocess; {_where(case)}"
     )
+    assert int((np.abs(tensor - want_tensor) > 1e-5).sum()) <= n_diff, name
     for c, y, x, value in case["tensor"]["samples"]:  # the numbers a reviewer reads
         assert float(want_tensor[c, y, x]) == pytest.approx(value, abs=1e-6), (name, c, y, x)
     batch, _ = preprocess_batch([rgb, rgb], spec)
-    np.testing.assert_allclose(batch, np.stack([want_tensor] * 2), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(batch, np.stack([tensor] * 2), rtol=0, atol=1e-6)
 
 
 def test_references_cover_every_resize_mode_and_interpolation() -> None:

@@ -92,16 +92,16 @@ def test_identify_async_raises_typed_errors(idf: Identifier) -> None:
 
 
 def test_threads_from_env(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pillsnap_sdk.pipeline as pipeline
+    import pillsnap_sdk.sessions as sessions
 
     seen: list[int | None] = []
-    real = pipeline.create_session
+    real = sessions.create_session
 
     def spy(*args: object, **kw: object) -> object:
         seen.append(kw["intra_op_threads"])  # type: ignore[arg-type]
         return real(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "create_session", spy)
+    monkeypatch.setattr(sessions, "create_session", spy)
     monkeypatch.setenv("PILLSNAP_THREADS", "1")
     Identifier.from_bundle(tiny_bundle)
     assert seen and set(seen) == {1}
