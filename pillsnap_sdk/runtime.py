@@ -3,6 +3,9 @@
 onnxruntime silently falls back to CPU when a requested provider cannot load; a kiosk
 vendor who paid for a GPU wants to know. ``strict_providers=True`` turns that into
 :class:`ProviderUnavailableError`; otherwise the fallback is logged as a warning.
+Provider names may be given short (``cpu``, ``cuda``, ``tensorrt``, ``openvino``,
+``coreml``, ``directml``/``dml``) wherever providers are accepted: nobody should have to
+remember that DirectML's provider is ``DmlExecutionProvider``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import onnxruntime as ort
 
@@ -18,10 +21,13 @@ from .bundle.manifest import ModelSpec
 from .errors import BundleError, InvalidArgumentError, ProviderUnavailableError
 
 __all__ = [
+    "PROVIDER_ALIASES",
     "available_providers",
+    "check_providers",
     "create_session",
     "install_hint",
     "providers_from_env",
+    "resolve_provider_name",
     "threads_from_env",
 ]
 
@@ -30,8 +36,43 @@ log = logging.getLogger("pillsnap_sdk")
 ProviderArg = str | tuple[str, dict[str, Any]]
 
 
+#: Short provider names (case-insensitive) and the onnxruntime provider each stands for.
+PROVIDER_ALIASES: Final[dict[str, str]] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "dml": "DmlExecutionProvider",
+}
+
+
 def available_providers() -> list[str]:
     return list(ort.get_available_providers())
+
+
+def resolve_provider_name(name: str) -> str:
+    """``"openvino"`` -> ``"OpenVINOExecutionProvider"``; full names pass through.
+
+    Short names and full names are matched case-insensitively (``"CUDA"``,
+    ``"cudaexecutionprovider"``); anything else is a typo and raises
+    :class:`InvalidArgumentError` listing every accepted name, before any model loads.
+    """
+    alias = PROVIDER_ALIASES.get(name.strip().lower())
+    if alias is not None:
+        return alias
+    known: list[str] = [str(k) for k in ort.get_all_providers()]
+    by_lower = {k.lower(): k for k in known}
+    full = by_lower.get(name.strip().lower())
+    if full is not None:
+        return full
+    raise InvalidArgumentError(
+        f"unknown onnxruntime execution provider name {name!r}; use a short name "
+        f"({', '.join(sorted(PROVIDER_ALIASES))}) or a name this onnxruntime knows "
+        f"({', '.join(sorted(known))})"
+    )
 
 
 #: What to install for each provider: the stock ``onnxruntime`` wheel has only the CPU one
@@ -49,7 +90,10 @@ _INSTALL_HINTS = {
     "ROCMExecutionProvider": "replace onnxruntime with onnxruntime-rocm (AMD ROCm stack)",
     "MIGraphXExecutionProvider": "replace onnxruntime with onnxruntime-migraphx (AMD ROCm)",
     "DmlExecutionProvider": "replace onnxruntime with onnxruntime-directml (Windows)",
-    "OpenVINOExecutionProvider": "replace onnxruntime with onnxruntime-openvino (Intel)",
+    "OpenVINOExecutionProvider": (
+        "pip uninstall -y onnxruntime && pip install 'pillsnap[openvino]' "
+        "(onnxruntime-openvino; x86-64 CPUs, Intel GPUs and NPUs)"
+    ),
     "QNNExecutionProvider": "replace onnxruntime with onnxruntime-qnn (Qualcomm)",
     "CoreMLExecutionProvider": "use the standard onnxruntime wheel on macOS",
 }
@@ -66,7 +110,8 @@ def providers_from_env() -> list[str] | None:
     """``$PILLSNAP_PROVIDERS`` (comma-separated provider names), or None when unset.
 
     Lets an operator move a deployed service to the GPU without a code change; names are
-    checked like the ``providers=`` argument.
+    checked and resolved (short names too) like the ``providers=`` argument, and a bad one
+    is reported as this variable's fault, since no code names it.
     """
     raw = os.environ.get("PILLSNAP_PROVIDERS", "").strip()
     if not raw:
@@ -74,10 +119,13 @@ def providers_from_env() -> list[str] | None:
     names = [n.strip() for n in raw.split(",") if n.strip()]
     if not names:
         raise InvalidArgumentError(
-            f"PILLSNAP_PROVIDERS={raw!r} names no provider; e.g. "
+            f"PILLSNAP_PROVIDERS={raw!r} names no provider; e.g. 'cuda,cpu' or "
             "'CUDAExecutionProvider,CPUExecutionProvider'"
         )
-    return names
+    try:
+        return [resolve_provider_name(n) for n in names]
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"PILLSNAP_PROVIDERS={raw!r}: {exc}") from None
 
 
 def threads_from_env() -> int | None:
@@ -160,10 +208,12 @@ def create_session(
 
 
 def check_providers(providers: object) -> list[ProviderArg]:
-    """``None`` or a list/tuple of names or ``(name, options)`` pairs, nothing else.
+    """``None`` or a list/tuple of names or ``(name, options)`` pairs, nothing else;
+    returned with every name resolved to onnxruntime's (see :func:`resolve_provider_name`).
 
     A bare string would be iterated letter by letter, and a ``None`` or number inside the
-    list reached onnxruntime as a raw ``TypeError``.
+    list reached onnxruntime as a raw ``TypeError``. Names are resolved here, before the
+    bundle loads, so a typo costs no model load.
     """
     if providers is None:
         return ["CPUExecutionProvider"]
@@ -175,7 +225,7 @@ def check_providers(providers: object) -> list[ProviderArg]:
     out: list[ProviderArg] = []
     for p in providers:
         if isinstance(p, str):
-            out.append(p)
+            out.append(resolve_provider_name(p))
         elif (
             isinstance(p, tuple)
             and len(p) == 2
@@ -183,31 +233,30 @@ def check_providers(providers: object) -> list[ProviderArg]:
             and isinstance(p[1], dict)
             and all(isinstance(k, str) for k in p[1])
         ):
-            out.append((p[0], dict(p[1])))
+            out.append((resolve_provider_name(p[0]), dict(p[1])))
         else:
             raise InvalidArgumentError(
                 f"each provider must be a name or a (name, options dict) pair, got {p!r:.80}"
             )
-    return out or ["CPUExecutionProvider"]
+    # "cpu" and "CPUExecutionProvider" in one list are one provider; onnxruntime refuses
+    # duplicates with a raw error.
+    unique: list[ProviderArg] = []
+    for p in out:
+        if _provider_name(p) not in {_provider_name(u) for u in unique}:
+            unique.append(p)
+    return unique or ["CPUExecutionProvider"]
 
 
 def _usable_providers(
     requested: list[ProviderArg], spec: ModelSpec, strict: bool
 ) -> list[ProviderArg]:
-    """Refuse misspelt provider names; drop (or, strict, refuse) ones this build lacks.
+    """Drop (or, strict, refuse) providers this onnxruntime build lacks.
 
     Left to onnxruntime, an unavailable provider is dropped with a bare UserWarning and a
     misspelt one makes it print an "EP Error" to stdout and build the session twice, both
-    ending on CPU; deciding here gives one typed error or one logged warning that says
-    what to do.
+    ending on CPU; misspelt names never get here (:func:`check_providers`), and deciding
+    here gives one typed error or one logged warning that says what to do.
     """
-    known = set(ort.get_all_providers())
-    unknown = [_provider_name(p) for p in requested if _provider_name(p) not in known]
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown onnxruntime execution provider name(s) {unknown}; "
-            f"names this onnxruntime knows: {sorted(known)}"
-        )
     available = set(available_providers())
     absent = [_provider_name(p) for p in requested if _provider_name(p) not in available]
     if absent:
@@ -217,7 +266,10 @@ def _usable_providers(
         )
         if strict:
             raise ProviderUnavailableError(msg)
-        log.warning("%s; falling back to CPUExecutionProvider", msg)
+        log.warning(
+            "%s; falling back to CPUExecutionProvider (strict_providers=True makes this an error)",
+            msg,
+        )
     usable = [p for p in requested if _provider_name(p) in available]
     return usable or ["CPUExecutionProvider"]
 

@@ -27,10 +27,19 @@ from pillsnap_sdk import (
     PillsnapError,
     ProviderUnavailableError,
 )
+from pillsnap_sdk.runtime import PROVIDER_ALIASES, check_providers, resolve_provider_name
 
 CUDA = "CUDAExecutionProvider"
+OPENVINO = "OpenVINOExecutionProvider"
 needs_no_cuda = pytest.mark.skipif(
     CUDA in onnxruntime.get_available_providers(), reason="CUDA is available here"
+)
+needs_no_openvino = pytest.mark.skipif(
+    OPENVINO in onnxruntime.get_available_providers(), reason="OpenVINO is available here"
+)
+needs_openvino = pytest.mark.skipif(
+    OPENVINO not in onnxruntime.get_available_providers(),
+    reason="needs onnxruntime-openvino (the openvino extra)",
 )
 IMG = quadrant_image({0: "red", 3: "blue"})
 
@@ -106,9 +115,10 @@ def test_lenient_missing_cuda_warns_and_works(
         ["CUDAExecutionProvder"],
         ["FooExecutionProvider", "CPUExecutionProvider"],
         [("NotAProvider", {"device_id": 0})],
-        ["cpu"],
+        ["gpu"],
+        ["cpu", "open-vino"],
     ],
-    ids=["typo", "foo_plus_cpu", "tuple_form", "lowercase_shorthand"],
+    ids=["typo", "foo_plus_cpu", "tuple_form", "gpu_is_not_a_short_name", "bad_second_alias"],
 )
 def test_unknown_provider_name_is_an_argument_error(
     tiny_bundle: Path,
@@ -126,6 +136,7 @@ def test_unknown_provider_name_is_an_argument_error(
     msg = str(info.value)
     assert "unknown onnxruntime execution provider" in msg
     assert "CPUExecutionProvider" in msg and CUDA in msg  # the known names are listed
+    assert all(short in msg for short in PROVIDER_ALIASES)  # and the short ones
     assert "EP Error" not in capfd.readouterr().out
     assert sessions == []
 
@@ -189,3 +200,112 @@ def test_provider_errors_are_pillsnap_errors() -> None:
     assert issubclass(ProviderUnavailableError, PillsnapError)
     assert issubclass(InvalidArgumentError, PillsnapError)
     assert issubclass(InvalidArgumentError, ValueError)
+
+
+# --- short provider names -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "full"),
+    [
+        ("cpu", "CPUExecutionProvider"),
+        ("cuda", CUDA),
+        ("tensorrt", "TensorrtExecutionProvider"),
+        ("trt", "TensorrtExecutionProvider"),
+        ("openvino", OPENVINO),
+        ("coreml", "CoreMLExecutionProvider"),
+        ("directml", "DmlExecutionProvider"),
+        ("dml", "DmlExecutionProvider"),
+        ("OpenVINO", OPENVINO),
+        (" CUDA ", CUDA),
+        ("cudaexecutionprovider", CUDA),
+        (CUDA, CUDA),
+        ("DmlExecutionProvider", "DmlExecutionProvider"),
+    ],
+)
+def test_short_and_full_names_resolve(given: str, full: str) -> None:
+    """Every short name maps to a provider this onnxruntime knows (so the table cannot
+    drift from onnxruntime's spelling), case-insensitively; full names pass through."""
+    assert resolve_provider_name(given) == full
+    assert full in onnxruntime.get_all_providers()
+
+
+def test_check_providers_resolves_pairs_and_drops_duplicates() -> None:
+    """Options pairs keep their options under the full name; "cpu" and its full name in
+    one list are one provider (onnxruntime refuses duplicates with a raw error)."""
+    got = check_providers([("openvino", {"device_type": "CPU"}), "cpu", "CPUExecutionProvider"])
+    assert got == [(OPENVINO, {"device_type": "CPU"}), "CPUExecutionProvider"]
+    assert check_providers(("CUDA", "cpu")) == [CUDA, "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize(
+    "providers", [["cpu"], ("CPU",), [("cpu", {})], ["cpu", "CPUExecutionProvider"]]
+)
+def test_short_cpu_name_works(
+    tiny_bundle: Path, providers: Any, strict: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pillsnap_sdk")
+    idf = Identifier.from_bundle(tiny_bundle, providers=providers, strict_providers=strict)
+    assert idf.providers == ["CPUExecutionProvider"]
+    assert _pillsnap_warnings(caplog) == []
+    assert idf.identify(IMG).pills == Identifier.from_bundle(tiny_bundle).identify(IMG).pills
+
+
+def test_env_short_names(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PILLSNAP_PROVIDERS", "cpu")
+    assert Identifier.from_bundle(tiny_bundle).providers == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("raw", ["gpu", "cpu,opnevino", " , "])
+def test_env_bad_names_blame_the_variable(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch, sessions: list[Any], raw: str
+) -> None:
+    """A bad $PILLSNAP_PROVIDERS names the variable (no code of the caller's is at fault)
+    and builds no session."""
+    monkeypatch.setenv("PILLSNAP_PROVIDERS", raw)
+    with pytest.raises(InvalidArgumentError, match="PILLSNAP_PROVIDERS"):
+        Identifier.from_bundle(tiny_bundle)
+    assert sessions == []
+
+
+@needs_no_openvino
+def test_strict_missing_openvino_names_the_extra(tiny_bundle: Path, sessions: list[Any]) -> None:
+    """Asked for by its short name and absent: the error says which extra provides it
+    and that onnxruntime has to go first (both wheels install the same package)."""
+    with pytest.raises(ProviderUnavailableError) as info:
+        Identifier.from_bundle(tiny_bundle, providers=["openvino"], strict_providers=True)
+    msg = str(info.value)
+    assert OPENVINO in msg and "pillsnap[openvino]" in msg
+    assert "pip uninstall -y onnxruntime" in msg
+    assert sessions == []
+
+
+@needs_no_openvino
+def test_lenient_missing_openvino_reports_what_runs(
+    tiny_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lenient: a warning that says how to make it an error, and ``providers`` reports the
+    CPU that really runs, not the OpenVINO that was asked for."""
+    caplog.set_level(logging.WARNING, logger="pillsnap_sdk")
+    idf = Identifier.from_bundle(tiny_bundle, providers=["openvino", "cpu"])
+    assert idf.providers == ["CPUExecutionProvider"]
+    logged = _pillsnap_warnings(caplog)
+    assert logged and all("strict_providers=True" in m for m in logged), logged
+
+
+@needs_openvino
+@pytest.mark.parametrize("providers", [["openvino"], [("openvino", {"device_type": "CPU"})]])
+def test_openvino_runs_and_agrees_with_cpu(tiny_bundle: Path, providers: Any) -> None:
+    """With the openvino extra installed: OpenVINO really runs (strict), ``providers``
+    says so, and the answers are CPU's (same classes, probabilities within 1e-4)."""
+    idf = Identifier.from_bundle(tiny_bundle, providers=providers, strict_providers=True)
+    assert idf.providers[0] == OPENVINO
+    got = idf.identify(IMG, top_k=3)
+    ref = Identifier.from_bundle(tiny_bundle).identify(IMG, top_k=3)
+    assert [[c.code for c in p.candidates] for p in got.pills] == [
+        [c.code for c in p.candidates] for p in ref.pills
+    ]
+    for g, r in zip(got.pills, ref.pills, strict=True):
+        for gc, rc in zip(g.candidates, r.candidates, strict=True):
+            assert abs(gc.confidence - rc.confidence) < 1e-4
