@@ -10,6 +10,7 @@ remember that DirectML's provider is ``DmlExecutionProvider``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 from collections.abc import Sequence
@@ -75,34 +76,76 @@ def resolve_provider_name(name: str) -> str:
     )
 
 
-#: What to install for each provider: the stock ``onnxruntime`` wheel has only the CPU one
-#: (plus CoreML on macOS, Azure); each accelerator ships as its own wheel that replaces it.
-_INSTALL_HINTS = {
-    "CUDAExecutionProvider": (
-        "pip uninstall -y onnxruntime && pip install 'pillsnap[gpu]' (onnxruntime-gpu), "
-        "with the CUDA and cuDNN versions that onnxruntime-gpu release needs and an NVIDIA "
-        "driver"
-    ),
-    "TensorrtExecutionProvider": (
-        "pip uninstall -y onnxruntime && pip install 'pillsnap[gpu]' (onnxruntime-gpu), "
-        "plus NVIDIA TensorRT, CUDA and cuDNN libraries on the library path"
-    ),
-    "ROCMExecutionProvider": "replace onnxruntime with onnxruntime-rocm (AMD ROCm stack)",
-    "MIGraphXExecutionProvider": "replace onnxruntime with onnxruntime-migraphx (AMD ROCm)",
-    "DmlExecutionProvider": "replace onnxruntime with onnxruntime-directml (Windows)",
-    "OpenVINOExecutionProvider": (
-        "pip uninstall -y onnxruntime && pip install 'pillsnap[openvino]' "
-        "(onnxruntime-openvino; x86-64 CPUs, Intel GPUs and NPUs)"
-    ),
-    "QNNExecutionProvider": "replace onnxruntime with onnxruntime-qnn (Qualcomm)",
-    "CoreMLExecutionProvider": "use the standard onnxruntime wheel on macOS",
+#: The onnxruntime wheel that carries each accelerator's provider. The stock
+#: ``onnxruntime`` wheel has only the CPU one (plus CoreML on macOS, Azure).
+_PROVIDER_WHEELS: Final[dict[str, str]] = {
+    "CUDAExecutionProvider": "onnxruntime-gpu",
+    "TensorrtExecutionProvider": "onnxruntime-gpu",
+    "OpenVINOExecutionProvider": "onnxruntime-openvino",
+    "DmlExecutionProvider": "onnxruntime-directml",
+    "ROCMExecutionProvider": "onnxruntime-rocm",
+    "MIGraphXExecutionProvider": "onnxruntime-migraphx",
+    "QNNExecutionProvider": "onnxruntime-qnn",
+}
+
+#: pillsnap extras that pull a provider wheel (the others are installed by hand).
+_EXTRAS: Final[dict[str, str]] = {"onnxruntime-gpu": "gpu", "onnxruntime-openvino": "openvino"}
+
+#: What else a provider needs besides its wheel.
+_NEEDS: Final[dict[str, str]] = {
+    "CUDAExecutionProvider": "the CUDA and cuDNN versions that onnxruntime-gpu release "
+    "needs, and an NVIDIA driver",
+    "TensorrtExecutionProvider": "NVIDIA TensorRT, CUDA and cuDNN libraries on the library path",
+    "OpenVINOExecutionProvider": "an x86-64 CPU, Intel GPU or NPU (OpenVINO ships inside "
+    "the wheel)",
+    "DmlExecutionProvider": "Windows with DirectX 12",
+    "ROCMExecutionProvider": "the AMD ROCm stack",
+    "MIGraphXExecutionProvider": "the AMD ROCm stack",
+    "QNNExecutionProvider": "a Qualcomm SoC",
 }
 
 
+def _installed_onnxruntimes() -> dict[str, str]:
+    """The onnxruntime distributions installed beside each other, name -> version."""
+    out: dict[str, str] = {}
+    for name in ("onnxruntime", *sorted(set(_PROVIDER_WHEELS.values()))):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def install_hint(provider: str) -> str:
-    """What to install so that ``provider`` is available, for error messages."""
-    return _INSTALL_HINTS.get(
-        provider, "install the onnxruntime build that includes it, and its drivers"
+    """What to install so that ``provider`` is available, for error messages.
+
+    Every onnxruntime wheel installs the same ``onnxruntime/`` folder, so pip puts a
+    provider wheel *beside* the stock one (pillsnap depends on ``onnxruntime``) and
+    whichever wrote last is loaded. The replacement is therefore three steps, and when
+    the provider's wheel is installed but shadowed the hint says exactly that.
+    """
+    if provider == "CoreMLExecutionProvider":
+        return "use the standard onnxruntime wheel on macOS"
+    wheel = _PROVIDER_WHEELS.get(provider)
+    if wheel is None:
+        return "install the onnxruntime build that includes it, and its drivers"
+    needs = _NEEDS[provider]
+    installed = _installed_onnxruntimes()
+    others = sorted(n for n in installed if n != wheel)
+    if wheel in installed and others:
+        return (
+            f"{wheel} {installed[wheel]} is installed but so is {', '.join(others)}; they "
+            f"share the onnxruntime/ folder and the other's files are loaded: "
+            f"pip uninstall -y {' '.join(others)} && "
+            f"pip install --force-reinstall --no-deps '{wheel}=={installed[wheel]}'; "
+            f"it also needs {needs}"
+        )
+    extra = _EXTRAS.get(wheel)
+    first = f"pip install 'pillsnap[{extra}]'" if extra else f"pip install {wheel}"
+    return (
+        f"{first} && pip uninstall -y onnxruntime && "
+        f"pip install --force-reinstall --no-deps {wheel} ({wheel} replaces onnxruntime: "
+        f"both install the same onnxruntime/ folder); it also needs {needs}"
     )
 
 

@@ -46,6 +46,7 @@ def test_readme_states_the_licences_of_the_extras() -> None:
         *PYPROJECT["project"]["dependencies"],
         *PYPROJECT["project"]["optional-dependencies"]["train"],
         *PYPROJECT["project"]["optional-dependencies"]["gpu"],
+        *PYPROJECT["project"]["optional-dependencies"]["openvino"],
         *PYPROJECT["project"]["optional-dependencies"]["supervision"],
     ):
         dist = name.split(">")[0].split("=")[0].split("<")[0].strip()

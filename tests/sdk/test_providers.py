@@ -26,6 +26,7 @@ from pillsnap_sdk import (
     InvalidArgumentError,
     PillsnapError,
     ProviderUnavailableError,
+    runtime,
 )
 from pillsnap_sdk.runtime import PROVIDER_ALIASES, check_providers, resolve_provider_name
 
@@ -309,3 +310,41 @@ def test_openvino_runs_and_agrees_with_cpu(tiny_bundle: Path, providers: Any) ->
     for g, r in zip(got.pills, ref.pills, strict=True):
         for gc, rc in zip(g.candidates, r.candidates, strict=True):
             assert abs(gc.confidence - rc.confidence) < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("provider", "wheel", "extra"),
+    [
+        (OPENVINO, "onnxruntime-openvino", "pillsnap[openvino]"),
+        (CUDA, "onnxruntime-gpu", "pillsnap[gpu]"),
+        ("TensorrtExecutionProvider", "onnxruntime-gpu", "pillsnap[gpu]"),
+    ],
+)
+def test_install_hint_replaces_onnxruntime(
+    provider: str, wheel: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pillsnap depends on ``onnxruntime``, so ``pip install pillsnap[extra]`` puts the
+    provider wheel *beside* it; the hint is the three steps that really replace it."""
+    monkeypatch.setattr(runtime, "_installed_onnxruntimes", lambda: {"onnxruntime": "1.32.0"})
+    hint = runtime.install_hint(provider)
+    assert hint.index(extra) < hint.index("pip uninstall -y onnxruntime")
+    assert hint.index("pip uninstall -y onnxruntime") < hint.index(
+        f"pip install --force-reinstall --no-deps {wheel}"
+    )
+
+
+def test_install_hint_spots_a_shadowed_provider_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state that following the old one-line instruction leaves: both wheels
+    installed, the stock one's files loaded, OpenVINO absent. The hint names the clash and
+    the exact fix, pinned to the installed version."""
+    monkeypatch.setattr(
+        runtime,
+        "_installed_onnxruntimes",
+        lambda: {"onnxruntime": "1.32.0", "onnxruntime-openvino": "1.24.1"},
+    )
+    hint = runtime.install_hint(OPENVINO)
+    assert "onnxruntime-openvino 1.24.1 is installed but so is onnxruntime" in hint
+    assert (
+        "pip uninstall -y onnxruntime && "
+        "pip install --force-reinstall --no-deps 'onnxruntime-openvino==1.24.1'" in hint
+    )
