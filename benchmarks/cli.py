@@ -61,6 +61,7 @@ def run_args(args: argparse.Namespace) -> int:
         quick=args.quick,
         peers=not args.no_peers,
         images=args.images,
+        providers=args.providers,
         baseline=args.gate,
         tolerance=args.tolerance,
         profile=args.profile,

@@ -50,6 +50,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _provider_list(text: str) -> list[str]:
+    """``--providers openvino,cpu``: names resolved (short ones too) at parse time, so a
+    typo is a usage error listing the valid names, before any model loads."""
+    from .runtime import resolve_provider_name
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("names no provider; e.g. 'cuda,cpu'")
+    try:
+        return [resolve_provider_name(n) for n in names]
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_PROVIDERS_HELP = (
+    "onnxruntime execution providers, comma-separated: cpu, cuda, tensorrt, openvino, coreml, "
+    "directml or full names; one that cannot run is an error, not a CPU fallback "
+    "(default: $PILLSNAP_PROVIDERS, else cpu)"
+)
+
+
 _EPILOG = """examples:
   pillsnap identify photo.jpg                      # the default bundle, a table per photo
   pillsnap identify a.jpg b.jpg --json > out.jsonl # one JSON object per photo on stdout
@@ -60,7 +81,7 @@ _EPILOG = """examples:
 
 Without --bundle: $PILLSNAP_BUNDLE (path or installed bundle name), else models/DEFAULT
 of a source checkout, else the installed bundle package (pillsnap.bundles).
-Environment: PILLSNAP_PROVIDERS (e.g. CUDAExecutionProvider,CPUExecutionProvider),
+Environment: PILLSNAP_PROVIDERS (e.g. cuda,cpu or openvino; what --providers overrides),
 PILLSNAP_THREADS (onnxruntime threads per model), PILLSNAP_HOME (download cache).
 """
 
@@ -154,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
         help="onnxruntime intra-op threads per model "
         "(default: $PILLSNAP_THREADS, else onnxruntime's)",
     )
+    ident.add_argument("--providers", type=_provider_list, help=_PROVIDERS_HELP)
     ident.add_argument(
         "--jsonl",
         type=Path,
@@ -214,6 +236,7 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=Path, help="photo folder (YOLO layout) for the two scenes")
     p.add_argument("--profile", help="check only this device profile")
     p.add_argument("--profiles-file", type=Path, help="device profiles file (JSON or YAML)")
+    p.add_argument("--providers", type=_provider_list, help=_PROVIDERS_HELP)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -308,6 +331,9 @@ def _annotate_target(out: Path | None, n_images: int) -> Path | None:
 
 
 def _identify(args: argparse.Namespace) -> int:
+    if args.providers and (args.jsonl or args.workers > 1):
+        # The worker processes build their Identifiers from the environment they inherit.
+        os.environ["PILLSNAP_PROVIDERS"] = ",".join(args.providers)
     if args.jsonl or args.workers > 1:
         from .batch.cli import identify_jsonl
 
@@ -318,7 +344,12 @@ def _identify(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"no images found in {' '.join(args.images)[:500]}")
     annotate_to = _annotate_target(args.annotate, len(items))
     source = resolve_bundle(args.bundle) if args.bundle else default_bundle_path()
-    idf = Identifier.from_bundle(source, intra_op_threads=args.threads)
+    idf = Identifier.from_bundle(
+        source,
+        intra_op_threads=args.threads,
+        providers=args.providers,
+        strict_providers=args.providers is not None,
+    )
     logging.getLogger("pillsnap_sdk").info(
         "bundle %s %s from %s", idf.manifest.name, idf.manifest.version, source
     )

@@ -45,6 +45,7 @@ def run_cli_bench_args(args: argparse.Namespace) -> int:
         rounds=rounds,
         quick=args.quick,
         images=args.images,
+        providers=args.providers,
         profile=args.profile,
         profiles_file=args.profiles_file,
         progress=progress,

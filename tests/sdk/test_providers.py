@@ -12,6 +12,7 @@ machine where CUDA really is available.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -348,3 +349,61 @@ def test_install_hint_spots_a_shadowed_provider_wheel(monkeypatch: pytest.Monkey
         "pip uninstall -y onnxruntime && "
         "pip install --force-reinstall --no-deps 'onnxruntime-openvino==1.24.1'" in hint
     )
+
+
+# --- the CLI's --providers -------------------------------------------------------------
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "quad.png"
+    Image.fromarray(IMG).save(path)
+    return path
+
+
+def _json_pills(out: str) -> Any:
+    return json.loads(out.splitlines()[0])["pills"]
+
+
+def test_cli_providers_short_name(
+    tiny_bundle: Path, photo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pillsnap_sdk.cli import main
+
+    argv = ["identify", str(photo), "--bundle", str(tiny_bundle), "--json"]
+    assert main([*argv, "--providers", "cpu"]) == 0
+    with_cpu = capsys.readouterr().out
+    assert main(argv) == 0
+    assert '"pills"' in with_cpu
+    assert _json_pills(with_cpu) == _json_pills(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("command", ["identify", "bench"])
+def test_cli_unknown_provider_is_a_usage_error(
+    tiny_bundle: Path, photo: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pillsnap_sdk.cli import main
+
+    argv = [command, *([str(photo)] if command == "identify" else [])]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--bundle", str(tiny_bundle), "--providers", "cpu,gpu"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--providers" in err and "'gpu'" in err and "openvino" in err
+
+
+@needs_no_openvino
+def test_cli_unavailable_provider_is_an_error_not_a_fallback(
+    tiny_bundle: Path, photo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Asking on the command line is asking for it: exit 1 with the install steps, no
+    results computed on the CPU instead."""
+    from pillsnap_sdk.cli import main
+
+    argv = ["identify", str(photo), "--bundle", str(tiny_bundle), "--json"]
+    assert main([*argv, "--providers", "openvino"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert OPENVINO in captured.err and "pillsnap[openvino]" in captured.err
