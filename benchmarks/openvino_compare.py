@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -44,7 +45,7 @@ from pillsnap_sdk.image import load_image
 from pillsnap_sdk.pipeline import Identifier
 from pillsnap_sdk.preprocessing import preprocess, preprocess_batch
 from pillsnap_sdk.results import IdentifyResult
-from pillsnap_sdk.runtime import create_session
+from pillsnap_sdk.runtime import ProviderArg, create_session
 
 __all__ = ["Agreement", "Row", "compare_identify", "compare_models", "default_photos", "main"]
 
@@ -99,7 +100,15 @@ def _time_pair(
     return _p50(s["cpu"]), _p50(s["openvino"]), paired_ratio(s["openvino"], s["cpu"])
 
 
-def _sessions(bundle: Bundle, provider: str) -> tuple[Any, Any, dict[str, float]]:
+def _ov(threads: int | None) -> ProviderArg:
+    """The OpenVINO provider, with its own thread count when one is asked for (its CPU
+    plugin runs its own pool; onnxruntime's ``intra_op_num_threads`` does not reach it)."""
+    return (OPENVINO, {"num_of_threads": threads}) if threads else OPENVINO
+
+
+def _sessions(
+    bundle: Bundle, provider: ProviderArg, threads: int | None
+) -> tuple[Any, Any, dict[str, float]]:
     """Detector and classifier sessions built as the SDK builds them, and their load ms."""
     m = bundle.manifest
     if m.detector is None:
@@ -113,7 +122,7 @@ def _sessions(bundle: Bundle, provider: str) -> tuple[Any, Any, dict[str, float]
                 bundle.model_bytes(spec.file),
                 spec,
                 providers=[provider],
-                intra_op_threads=None,
+                intra_op_threads=threads,
                 strict_providers=True,
                 dynamic_batch=dyn,
             )
@@ -130,7 +139,12 @@ def _raw_agreement(a: F32, b: F32, *, classes: bool) -> Agreement:
 
 
 def compare_models(
-    bundle: Bundle, photo: bytes, rounds: int, batch_sizes: Sequence[int] = (1, 22)
+    bundle: Bundle,
+    photo: bytes,
+    rounds: int,
+    batch_sizes: Sequence[int] = (1, 22),
+    *,
+    threads: int | None = None,
 ) -> list[Row]:
     """Bare ``session.run`` on pre-made tensors: detector batch 1, classifier per batch.
 
@@ -144,8 +158,8 @@ def compare_models(
     crops = crops_for(idf, rgb, idf.identify(rgb))
     det_in = preprocess(rgb, m.detector.preprocessing)[0][None]
     cls_all, _ = preprocess_batch(crops, m.classifier.preprocessing)
-    cpu_det, cpu_cls, cpu_load = _sessions(bundle, "CPUExecutionProvider")
-    ov_det, ov_cls, ov_load = _sessions(bundle, OPENVINO)
+    cpu_det, cpu_cls, cpu_load = _sessions(bundle, "CPUExecutionProvider", threads)
+    ov_det, ov_cls, ov_load = _sessions(bundle, _ov(threads), threads)
     rows: list[Row] = []
     det_feed = {m.detector.input_name: det_in}
     a, b = cpu_det.run(None, det_feed)[0], ov_det.run(None, det_feed)[0]
@@ -201,10 +215,14 @@ def _result_agreement(cpu: IdentifyResult, ov: IdentifyResult) -> Agreement:
     )
 
 
-def compare_identify(bundle: Bundle, photos: Sequence[Path], rounds: int) -> list[Row]:
+def compare_identify(
+    bundle: Bundle, photos: Sequence[Path], rounds: int, *, threads: int | None = None
+) -> list[Row]:
     """``identify(photo bytes)`` end to end, CPU Identifier against OpenVINO Identifier."""
-    cpu = Identifier(bundle, providers=["cpu"], strict_providers=True)
-    ov = Identifier(bundle, providers=["openvino"], strict_providers=True)
+    cpu = Identifier(bundle, providers=["cpu"], strict_providers=True, intra_op_threads=threads)
+    ov = Identifier(
+        bundle, providers=[_ov(threads)], strict_providers=True, intra_op_threads=threads
+    )
     if ov.providers[0] != OPENVINO:
         raise PillsnapError(f"OpenVINO Identifier runs on {ov.providers}")
     rows: list[Row] = []
@@ -293,6 +311,9 @@ def _parser() -> argparse.ArgumentParser:
         "--train-images", type=Path, default=TRAIN_IMAGES, help="add 1-3 pill photos from here"
     )
     p.add_argument("--models-only", action="store_true", help="skip the identify rows")
+    p.add_argument(
+        "--threads", type=int, help="threads per model on both sides (default: each one's own)"
+    )
     p.add_argument("--json-out", type=Path, metavar="FILE", help="also write the rows as JSON")
     return p
 
@@ -314,17 +335,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.model_photo.is_file() or not photos:
         print(f"missing photos ({args.model_photo}, {len(photos)} for identify)", file=sys.stderr)
         return 2
-    rows = compare_models(bundle, args.model_photo.read_bytes(), args.rounds)
+    load_before = os.getloadavg()[0]
+    rows = compare_models(bundle, args.model_photo.read_bytes(), args.rounds, threads=args.threads)
     if not args.models_only:
-        rows += compare_identify(bundle, photos, args.rounds)
+        rows += compare_identify(bundle, photos, args.rounds, threads=args.threads)
     header = (
         f"OpenVINO EP vs CPU EP, bundle {bundle.manifest.name} {bundle.manifest.version}, "
         f"onnxruntime {ort.__version__}, {platform.processor() or platform.machine()}, "
-        f"{cpu_count()} CPUs, "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.rounds} rounds"
+        f"{cpu_count()} CPUs, threads {args.threads or 'default'}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.rounds} rounds, "
+        f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     print(header)
     print(format_rows(rows), end="")
+    loads = [
+        f"{r.name}: CPU {r.extra['load_ms']['cpu']:.0f}, OpenVINO "
+        f"{r.extra['load_ms']['openvino']:.0f}"
+        for r in rows
+        if "load_ms" in r.extra
+    ]
+    print(f"session load ms ({'; '.join(loads)})")
     if args.json_out is not None:
         payload = {"header": header, "rows": [asdict(r) | {"ok": r.agreement.ok} for r in rows]}
         args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

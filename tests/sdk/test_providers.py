@@ -407,3 +407,33 @@ def test_cli_unavailable_provider_is_an_error_not_a_fallback(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert OPENVINO in captured.err and "pillsnap[openvino]" in captured.err
+
+
+# --- benchmarks/openvino_compare.py ---------------------------------------------------
+
+
+@needs_no_openvino
+def test_openvino_compare_says_what_to_install(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.openvino_compare import main
+
+    assert main(["--rounds", "1"]) == 2
+    assert "openvino extra" in capsys.readouterr().err
+
+
+@needs_openvino
+def test_openvino_compare_runs_and_agrees(
+    tiny_bundle: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks.openvino_compare import main
+
+    out = tmp_path / "ov.json"
+    argv = ["--bundle", str(tiny_bundle), "--rounds", "1", "--photos", str(photo)]
+    assert main([*argv, "--model-photo", str(photo), "--json-out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["name"] for r in rows][:3] == [
+        "detector batch 1",
+        "classifier batch 1",
+        "classifier batch 22",
+    ]
+    assert all(r["ok"] for r in rows) and len(rows) == 4
+    assert "| identify 2-pill photo (quad.png) |" in capsys.readouterr().out
