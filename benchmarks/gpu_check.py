@@ -341,7 +341,8 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
         note = f"measured on {', '.join(gpus) or 'an unnamed GPU'}, profile is for {match}"
     bundle = load_bundle(args.bundle or default_bundle_path())
     scenes = default_scenes(args.images)
-    args.trt_cache.mkdir(parents=True, exist_ok=True)
+    if "tensorrt-fp16" in configs and not args.dry_run:
+        args.trt_cache.mkdir(parents=True, exist_ok=True)
     cpu_ref = Identifier(bundle, providers=[CPU])
     refs = {sc.name: cpu_ref.identify(sc.data) for sc in scenes}
     out(
