@@ -132,7 +132,7 @@ def install_hint(provider: str) -> str:
     needs = _NEEDS[provider]
     installed = _installed_onnxruntimes()
     others = sorted(n for n in installed if n != wheel)
-    if wheel in installed and others:
+    if wheel in installed and others and provider not in available_providers():
         return (
             f"{wheel} {installed[wheel]} is installed but so is {', '.join(others)}; they "
             f"share the onnxruntime/ folder and the other's files are loaded: "

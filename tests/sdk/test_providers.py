@@ -343,12 +343,16 @@ def test_install_hint_spots_a_shadowed_provider_wheel(monkeypatch: pytest.Monkey
         "_installed_onnxruntimes",
         lambda: {"onnxruntime": "1.32.0", "onnxruntime-openvino": "1.24.1"},
     )
+    monkeypatch.setattr(runtime, "available_providers", lambda: ["CPUExecutionProvider"])
     hint = runtime.install_hint(OPENVINO)
     assert "onnxruntime-openvino 1.24.1 is installed but so is onnxruntime" in hint
     assert (
         "pip uninstall -y onnxruntime && "
         "pip install --force-reinstall --no-deps 'onnxruntime-openvino==1.24.1'" in hint
     )
+    # Available (its files won) but failing to start: the clash is not the cause.
+    monkeypatch.setattr(runtime, "available_providers", lambda: [OPENVINO, "CPUExecutionProvider"])
+    assert "is installed but so is" not in runtime.install_hint(OPENVINO)
 
 
 # --- the CLI's --providers -------------------------------------------------------------
