@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -134,3 +135,28 @@ def test_shell_wrapper_dry_run(tiny_bundle: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "DRY RUN" in proc.stdout and "onnxruntime" in proc.stdout
     assert "rtx5080/cuda" in proc.stdout
+
+
+def test_a_failing_config_keeps_the_others_rows(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a borrowed GPU, TensorRT or IO binding failing (raw onnxruntime errors too) must
+    not lose the rows already measured: exit 1, the failure listed, the rest reported."""
+    real = gpu_check.build_identifier
+
+    def flaky(bundle: Any, config: str, cache: Path, *, dry_run: bool) -> Any:
+        if config == "cuda+iobinding":
+            raise RuntimeError("CUDA failure 700: an illegal memory access")
+        return real(bundle, config, cache, dry_run=dry_run)
+
+    monkeypatch.setattr(gpu_check, "build_identifier", flaky)
+    out_json = tmp_path / "gpu.json"
+    argv = ["--dry-run", "--bundle", str(tiny_bundle), "--rounds", "1", "--json-out"]
+    lines: list[str] = []
+    assert gpu_check.main([*argv, str(out_json)], out=lines.append) == 1
+    report = json.loads(out_json.read_text())
+    assert report["failed"] == [
+        "cuda+iobinding: RuntimeError: CUDA failure 700: an illegal memory access"
+    ]
+    assert {r["config"] for r in report["results"]} == {"cuda", "tensorrt-fp16"}
+    assert any(line.startswith("FAILED cuda+iobinding") for line in lines)
