@@ -5,8 +5,9 @@ batched classifier run for all crops -> answers (:mod:`.answers`: candidates, st
 Without a detector in the bundle, ``auto`` means ``single``.
 
 Each model runs behind a runner (:mod:`.stages`, opened by :mod:`.sessions`): onnxruntime
-sessions built from the bundle by default, or any object with the same ``run(output_names, feeds)`` shape given
-to :meth:`Identifier.from_bundle` (``runners=``) or :meth:`Identifier.with_runners`.
+sessions built from the bundle by default, or any object with the same
+``run(output_names, feeds)`` shape given to :meth:`Identifier.from_bundle` (``runners=``)
+or :meth:`Identifier.with_runners`.
 
 Thread safety: an Identifier holds no mutable state after construction and onnxruntime's
 ``InferenceSession.run`` is thread-safe, so one instance may serve many threads; results
@@ -258,8 +259,8 @@ class Identifier:
 
     @property
     def providers(self) -> list[str]:
-        self._require_open()
         """The classifier runner's providers (onnxruntime) or its type name (others)."""
+        self._require_open()
         return runner_providers(self._cls.runner)
 
     # -- public API ----------------------------------------------------------------------
