@@ -23,14 +23,11 @@ from pillsnap_sdk.defaults import default_bundle_path
 from pillsnap_sdk.integrations import ray as ray_integration
 from pillsnap_sdk.integrations.ray import IdentifyBatches, output_schema
 
-from .test_batch_cli import EXAMPLES, assert_same
+from .test_batch_cli import EXAMPLES, TRAIN_PHOTOS, assert_same
 
 pa = pytest.importorskip("pyarrow", reason="the `ray` extra (ray[data], pyarrow) is not installed")
 pq = pytest.importorskip("pyarrow.parquet")
 
-REPO = Path(__file__).resolve().parents[2]
-#: Real phone photos of pills beside the repository (../shared), used when present.
-TRAIN_PHOTOS = REPO.parent / "shared" / "data" / "pushin-pill-train" / "images"
 N_TRAIN = 6
 
 
