@@ -48,7 +48,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "files_per_block": 0,
         "quiet": True,
     },
-    "pyarrow": {
+    "arrow": {
         "batch_format": "pyarrow",
         "batch_size": 16,
         "read_cpus": 1,
@@ -56,44 +56,46 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "files_per_block": 0,
         "quiet": True,
     },
+    "arrow64": {
+        "batch_format": "pyarrow",
+        "batch_size": 16,
+        "read_cpus": 1,
+        "logical_cpus": 3,
+        "files_per_block": 64,
+        "quiet": True,
+    },
+    # reads that reserve no CPU: Ray starts a worker process per concurrent read task
     "read0": {
         "batch_format": "pyarrow",
         "batch_size": 16,
         "read_cpus": 0,
         "logical_cpus": 2,
-        "files_per_block": 0,
+        "files_per_block": 64,
         "quiet": True,
     },
-    "blocks64": {
+    # no read stage: a dataset of paths, the actors read the files (as the pool's workers do)
+    "paths": {
+        "paths": True,
         "batch_format": "pyarrow",
         "batch_size": 16,
-        "read_cpus": 0,
         "logical_cpus": 2,
         "files_per_block": 64,
         "quiet": True,
     },
-    "blocks256": {
-        "batch_format": "pyarrow",
-        "batch_size": 32,
-        "read_cpus": 0,
-        "logical_cpus": 2,
-        "files_per_block": 256,
-        "quiet": True,
-    },
-    "batch4": {
+    "paths4": {
+        "paths": True,
         "batch_format": "pyarrow",
         "batch_size": 4,
-        "read_cpus": 0,
         "logical_cpus": 2,
         "files_per_block": 64,
         "quiet": True,
     },
-    "batch64": {
+    "paths64": {
+        "paths": True,
         "batch_format": "pyarrow",
         "batch_size": 64,
-        "read_cpus": 0,
         "logical_cpus": 2,
-        "files_per_block": 128,
+        "files_per_block": 256,
         "quiet": True,
     },
 }
@@ -116,15 +118,19 @@ def driver(cfg: dict[str, Any], photos: str, out: str, n: int) -> None:
     if cfg.get("max_tasks_in_flight"):
         ctx.max_tasks_in_flight_per_actor = cfg["max_tasks_in_flight"]
     fpb = cfg.get("files_per_block", 0)
-    read_args: dict[str, Any] = {}
-    if "read_cpus" in cfg:
-        read_args["ray_remote_args"] = {"num_cpus": cfg["read_cpus"]}
-    ds = ray.data.read_binary_files(
-        photos,
-        include_paths=True,
-        override_num_blocks=max(2, -(-n // fpb)) if fpb else None,
-        **read_args,
-    )
+    blocks = max(2, -(-n // fpb)) if fpb else None
+    if cfg.get("paths"):
+        from pillsnap_sdk.batch import expand_inputs
+
+        items = [{"path": item.name} for item in expand_inputs([photos])]
+        ds = ray.data.from_items(items, override_num_blocks=blocks)
+    else:
+        read_args: dict[str, Any] = {}
+        if "read_cpus" in cfg:
+            read_args["ray_remote_args"] = {"num_cpus": cfg["read_cpus"]}
+        ds = ray.data.read_binary_files(
+            photos, include_paths=True, override_num_blocks=blocks, **read_args
+        )
     t1 = time.perf_counter()
     ds.map_batches(
         IdentifyBatches,
@@ -152,7 +158,7 @@ def main() -> None:
         cfg, photos, out = json.loads(args.driver)
         driver(cfg, photos, out, args.n)
         return
-    CONFIGS["tuned"] = {**CONFIGS["blocks64"]}
+    CONFIGS["tuned"] = {**CONFIGS["paths"]}
     names = args.configs.split(",")
     work = Path(tempfile.mkdtemp(prefix="batch-ray-tune-"))
     runs: list[dict[str, Any]] = []

@@ -32,7 +32,7 @@ PSS_EVERY = 5
 def kind_of(proc: psutil.Process) -> str:
     """A coarse name for a process: what a CPU or memory budget is split by."""
     try:
-        name = proc.name()
+        name = str(proc.name())
         cmd = " ".join(proc.cmdline())[:300]
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return "gone"

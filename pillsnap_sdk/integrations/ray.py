@@ -92,7 +92,7 @@ def _actor_cpus() -> int:
 
 
 class IdentifyBatches:
-    """``map_batches`` callable: ``{"bytes", "path"}`` batch -> ``path, result, error``.
+    """``map_batches`` callable: ``{"path"[, "bytes"]}`` batch -> ``path, result, error``.
 
     ``intra_op_threads=None`` sizes onnxruntime's threads to the CPUs Ray assigned to the
     actor (``num_cpus`` in ``map_batches``; 1 by default), so actors do not oversubscribe
@@ -124,15 +124,27 @@ class IdentifyBatches:
         self._top_k = top_k
 
     def __call__(self, batch: Any) -> Any:
-        """Identify one batch: a ``{"bytes", "path"}`` mapping or a pyarrow Table."""
-        pa = _pyarrow()
+        """Identify one batch: a mapping of columns or a pyarrow Table.
 
+        With a ``bytes`` column (``read_binary_files(..., include_paths=True)``) the
+        photos come from it; with only ``path`` the actor reads each file itself (a local
+        path, or a URI such as ``s3://...`` through pyarrow's filesystems), which skips
+        Ray's read tasks and the object-store copy of every photo.
+        """
+        pa = _pyarrow()
         paths, datas = _columns(batch)
         out_paths: list[str] = []
         results: list[str | None] = []
         errors: list[str | None] = []
         for path, data in zip(paths, datas, strict=True):
-            result, error = try_identify(self._idf, bytes(data), self._mode, self._top_k)
+            source: str | bytes | None = bytes(data) if data is not None else None
+            error: tuple[str, str] | None = None
+            result: str | None = None
+            if source is None:
+                source, error = _source(str(path))
+            if error is None:
+                assert source is not None
+                result, error = try_identify(self._idf, source, self._mode, self._top_k)
             out_paths.append(str(path))
             results.append(result)
             errors.append(None if error is None else f"{error[0]}: {error[1]}")
@@ -146,14 +158,33 @@ class IdentifyBatches:
         )
 
 
+def _source(path: str) -> tuple[str | bytes | None, tuple[str, str] | None]:
+    """What to identify for a ``path`` row: the path itself, or a URI's bytes."""
+    if "://" not in path:
+        return path, None  # Identifier reads local files itself
+    try:
+        from pyarrow import fs
+
+        filesystem, inner = fs.FileSystem.from_uri(path)
+        with filesystem.open_input_stream(inner) as fh:
+            return fh.read(), None
+    except Exception as exc:  # a missing or unreadable object is that photo's error row
+        return None, (type(exc).__name__, str(exc)[:2000])
+
+
 def _columns(batch: Any) -> tuple[list[Any], list[Any]]:
-    """The ``path`` and ``bytes`` columns as Python lists, whatever the batch format."""
-    names = list(batch.column_names) if hasattr(batch, "column_names") else list(batch)
-    if "bytes" not in names or "path" not in names:
+    """The ``path`` and ``bytes`` (or ``None``s) columns as lists, whatever the format."""
+    is_table = hasattr(batch, "column_names")
+    names = list(batch.column_names) if is_table else list(batch)
+    if "path" not in names:
         raise InvalidArgumentError(
-            f"IdentifyBatches needs 'bytes' and 'path' columns, got {sorted(names)}: "
-            "read with ray.data.read_binary_files(..., include_paths=True)"
+            f"IdentifyBatches needs a 'path' column (and optionally 'bytes'), got "
+            f"{sorted(names)}: read with ray.data.read_binary_files(..., "
+            "include_paths=True), or give a dataset of paths"
         )
-    if hasattr(batch, "column_names"):  # pyarrow.Table (batch_format="pyarrow")
-        return batch.column("path").to_pylist(), batch.column("bytes").to_pylist()
-    return list(batch["path"]), list(batch["bytes"])
+    if is_table:  # pyarrow.Table (batch_format="pyarrow")
+        paths = batch.column("path").to_pylist()
+        datas = batch.column("bytes").to_pylist() if "bytes" in names else [None] * len(paths)
+        return paths, datas
+    paths = list(batch["path"])
+    return paths, list(batch["bytes"]) if "bytes" in names else [None] * len(paths)

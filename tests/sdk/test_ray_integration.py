@@ -83,6 +83,15 @@ def test_called_directly_without_ray(
     # the pyarrow batch format (batch_format="pyarrow") gives the same rows
     arrow = pa.table({"bytes": [p.read_bytes() for p in paths], "path": [str(p) for p in paths]})
     _check_rows(_rows(fn(arrow)), photo_dir, sequential)
+    # a dataset of paths only: the actor reads each file (a missing one is an error row)
+    by_path = _rows(fn(pa.table({"path": [str(p) for p in paths]})))
+    _check_rows(by_path, photo_dir, sequential)
+    missing = fn({"path": [str(photo_dir / "gone.jpg"), "file:///no/such/photo.jpg"]})
+    assert missing["result"].null_count == 2
+    assert all(
+        e.startswith(("InvalidImageError: ", "FileNotFoundError: "))
+        for e in missing["error"].to_pylist()
+    ), missing["error"].to_pylist()
     with pytest.raises(InvalidArgumentError, match="include_paths=True"):
         fn({"bytes": []})
     with pytest.raises(InvalidArgumentError, match="top_k"):
