@@ -64,12 +64,14 @@ def _import_ray() -> ModuleType:
     return module
 
 
-def quiet_data_context() -> Any:
+def quiet_data_context(*, no_progress_timeout_s: float | None = None) -> Any:
     """Ray Data's current DataContext without progress bars or per-run stats logging.
 
     Progress bars redraw from the driver several times a second and the stats summary is
     computed and logged after every run: both cost driver CPU that, on a 2-core machine,
-    is taken from the actors. Returns the context for further settings.
+    is taken from the actors. ``no_progress_timeout_s`` makes a pipeline that stops
+    moving (read tasks waiting forever for a CPU the actors hold, a hung actor) raise
+    Ray's ExecutionTimeoutError instead of hanging: tests set it. Returns the context.
     """
     ray = _import_ray()
     ctx = ray.data.DataContext.get_current()
@@ -78,6 +80,8 @@ def quiet_data_context() -> Any:
     ctx.enable_auto_log_stats = False
     ctx.verbose_stats_logs = False
     ctx.print_on_execution_start = False
+    if no_progress_timeout_s is not None:
+        ctx.execution_no_progress_timeout_s = no_progress_timeout_s
     return ctx
 
 

@@ -151,10 +151,12 @@ def _example_module() -> types.ModuleType:
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[Any]:
     pytest.importorskip("ray", reason="the `ray` extra is not installed")
-    from pillsnap_sdk.integrations.ray_local import start_local_ray
+    from pillsnap_sdk.integrations.ray_local import quiet_data_context, start_local_ray
 
     ray = start_local_ray(num_cpus=2, attempts=2, start_timeout_s=60)
     try:
+        # a pipeline that stops moving fails the test in 2 minutes instead of hanging CI
+        quiet_data_context(no_progress_timeout_s=120)
         yield ray
     finally:
         ray.shutdown()
