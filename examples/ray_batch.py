@@ -13,10 +13,14 @@ Without ``--address`` it starts a local Ray on 127.0.0.1 only
 (``pillsnap_sdk.integrations.ray_local``). On a cluster, pass ``--address auto`` (or set
 RAY_ADDRESS) and a shared or cloud path (``s3://bucket/photos/``) for both folders.
 
-The settings are the ones that measured fastest on a 2-core machine
-(docs/scale-out.md, "Ray overhead"): pyarrow batches (no numpy conversion of the bytes),
-read tasks that reserve no CPU (reading a photo is I/O, the actors hold the CPUs), one
-read block per ``--files-per-block`` photos, and no progress bars or stats logging.
+The defaults are the settings that cost least CPU per photo on a 2-core machine
+(docs/scale-out.md, "Ray's overhead"): a local folder is listed by the driver and the
+actors read the files themselves (``--read paths``: no read tasks, no copy of every photo
+through the object store), one block per ``--files-per-block`` photos, pyarrow batches,
+and no progress bars or stats logging. ``--read binary`` is the README's
+``read_binary_files`` form (separate read tasks: on a cluster reading from cloud storage
+they overlap I/O with the actors' compute); a local Ray then gets one more logical CPU
+for them, or they would wait forever behind the actors.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pillsnap_sdk.batch import expand_inputs
 from pillsnap_sdk.defaults import default_bundle_path
 from pillsnap_sdk.integrations.ray import IdentifyBatches
 from pillsnap_sdk.integrations.ray_local import quiet_data_context, start_local_ray
@@ -44,28 +49,27 @@ def identify_to_parquet(
     cpus_per_actor: float = 1.0,
     batch_size: int = 16,
     files_per_block: int = 64,
-    n_files: int | None = None,
+    read: str = "paths",
 ) -> None:
-    """The pipeline: read the photos' bytes, identify them on ``actors`` actors, write Parquet.
+    """The pipeline: photos -> ``actors`` IdentifyBatches actors -> Parquet files in ``out``.
 
-    ``n_files`` (when the caller knows it) sets the number of read blocks to
-    ``n_files / files_per_block``: enough blocks to keep every actor fed, few enough that
-    per-block scheduling stays negligible.
+    ``read="paths"``: ``photos`` is a local folder (walked like ``pillsnap identify``) or a
+    ``.txt`` list of paths/URIs, and the actors read each file. ``read="binary"``:
+    ``read_binary_files(photos)`` tasks read the bytes (any folder or cloud prefix).
     """
     quiet_data_context()
-    blocks = None if n_files is None else max(actors, -(-n_files // files_per_block))
-    ds = ray.data.read_binary_files(
-        photos,
-        include_paths=True,
-        file_extensions=EXTENSIONS,
-        # Reading a photo is I/O; a read task that reserved a CPU would wait behind the
-        # actors for one, or need a spare logical CPU that nothing uses.
-        ray_remote_args={"num_cpus": 0},
-        override_num_blocks=blocks,
-    )
+    fn_kwargs = {"bundle": str(bundle or default_bundle_path())}
+    if read == "paths":
+        paths = [item.name for item in expand_inputs([photos])]
+        blocks = max(actors, -(-len(paths) // files_per_block))
+        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+    elif read == "binary":
+        ds = ray.data.read_binary_files(photos, include_paths=True, file_extensions=EXTENSIONS)
+    else:
+        raise ValueError(f"read must be 'paths' or 'binary', got {read!r}")
     ds.map_batches(
         IdentifyBatches,
-        fn_constructor_kwargs={"bundle": str(bundle or default_bundle_path())},
+        fn_constructor_kwargs=fn_kwargs,
         batch_size=batch_size,
         batch_format="pyarrow",
         num_cpus=cpus_per_actor,
@@ -81,23 +85,23 @@ def main() -> None:
     p.add_argument("--actors", type=int, default=2, help="Identifier actors")
     p.add_argument("--cpus-per-actor", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=16, help="photos per map_batches call")
-    p.add_argument("--files-per-block", type=int, default=64, help="photos per read block")
+    p.add_argument("--files-per-block", type=int, default=64, help="photos per block (paths)")
+    p.add_argument(
+        "--read",
+        choices=["paths", "binary"],
+        default="paths",
+        help="paths: actors read the files (local folder or .txt list); "
+        "binary: read_binary_files tasks (any folder or cloud prefix)",
+    )
     p.add_argument("--address", default=None, help="Ray cluster (default: start a local one)")
     p.add_argument("--num-cpus", type=float, default=None, help="logical CPUs of a local Ray")
     args = p.parse_args()
 
     t0 = time.perf_counter()
-    n_files = None
     if args.address is None:
-        import ray
-
-        start_local_ray(args.num_cpus or args.actors * args.cpus_per_actor)
-        # a local folder: count it, so the read is split into sensible blocks
-        folder = Path(args.photos)
-        if folder.is_dir():
-            n_files = sum(
-                1 for f in folder.rglob("*") if f.suffix.lower().lstrip(".") in EXTENSIONS
-            )
+        # binary reads are tasks that reserve a CPU: give them one besides the actors'
+        extra = 1 if args.read == "binary" else 0
+        ray = start_local_ray(args.num_cpus or args.actors * args.cpus_per_actor + extra)
     else:
         import ray
 
@@ -114,7 +118,7 @@ def main() -> None:
             cpus_per_actor=args.cpus_per_actor,
             batch_size=args.batch_size,
             files_per_block=args.files_per_block,
-            n_files=n_files,
+            read=args.read,
         )
     finally:
         ray.shutdown()
