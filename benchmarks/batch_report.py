@@ -191,6 +191,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(m.get('cpu_ms_per_image'), '.0f')} | {run.get('records', '-')} "
             f"| {_fmt(run.get('same_names'))} |"
         )
+    if report.get("contended"):
+        lines += [
+            "",
+            "Contended run (other work shared the CPUs): wall-clock columns, and marginal "
+            "images/s above all, are not meaningful; compare CPU ms / image.",
+        ]
     over = summary.get("ray_overhead_vs_pool")
     if over:
         parts = ", ".join(f"{k.replace('_pct', '')} {v:+.1f} %" for k, v in over.items())

@@ -42,6 +42,16 @@ SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 CLI = [sys.executable, "-c", "from pillsnap_sdk.cli import main; raise SystemExit(main())"]
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
 def make_photos(root: Path, n: int) -> None:
     """``n`` photos under ``root``: the example photos at 5 sizes, round-robin."""
     variants: list[bytes] = []
@@ -130,7 +140,7 @@ def main() -> None:
         "n": args.n,
         "n_small": args.n_small,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()} {cpus} CPUs, {platform.processor() or '?'}",
+        "machine": f"{platform.machine()} {cpus} CPUs, {_cpu_model()}",
         "command": " ".join(["python -m benchmarks.batch_scale", *sys.argv[1:]]),
         "load_avg_start": [round(x, 2) for x in load],
         # a load above half the cores means other work shared the CPUs: compare ratios
