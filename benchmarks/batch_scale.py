@@ -1,43 +1,64 @@
 """Archive throughput: sequential vs ``--workers N`` vs Ray Data actors, on one machine.
 
-    python benchmarks/batch_scale.py --n 1000 --out /tmp/batch-scale.json
+    python -m benchmarks.batch_scale --n 10000 --out docs/batch-scale-10k.json
 
-Builds N photos (copies of examples/*.jpg re-encoded at 5 sizes, 0.5x-2x, 100 per folder),
-then runs each mode as its own process tree and reports wall time, images/s and the peak of
-the summed RSS of the whole tree (sampled every 0.1 s; Ray's raylet/GCS/workers included,
-shared pages counted once per process, so Ray's figure is an upper bound). Every mode's
-output is checked: one record per photo, and the same pill names as the sequential run.
-A script, not a pytest benchmark: one round takes minutes.
+Builds N photos (copies of examples/*.jpg re-encoded at 5 sizes, 0.5x-2x, 100 per folder)
+in a temporary folder, then runs each mode as its own process tree:
+
+- ``seq``:  ``pillsnap identify DIR --jsonl OUT`` (one process, onnxruntime threads = CPUs)
+- ``pool``: the same with ``--workers 2`` (2 worker processes, 1 thread each)
+- ``ray``:  ``examples/ray_batch.py DIR OUT --actors 2`` (a loopback Ray, 2 actors of 1 CPU,
+  the example's tuned settings; Parquet out)
+
+Each is watched by :mod:`benchmarks.batch_tree`: wall time, CPU seconds of the whole tree
+(by process kind: where Ray's time goes), peak summed RSS and PSS. Every mode also runs on
+``--n-small`` photos, so that :mod:`benchmarks.batch_report` can take start-up out
+(marginal cost per photo) and derive the 1,000,000-photo plan. Every mode's output is
+checked: one record per photo and the same pill names as the first mode. Writes the JSON
+(``--out``) and its markdown table beside it (``.md``).
+A script, not a pytest benchmark: one round on 10,000 photos takes about half an hour.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import psutil
 from PIL import Image
+
+from benchmarks.batch_report import markdown, summarize
+from benchmarks.batch_tree import run_watched
 
 REPO = Path(__file__).resolve().parent.parent
 SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
+CLI = [sys.executable, "-c", "from pillsnap_sdk.cli import main; raise SystemExit(main())"]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
 
 
 def make_photos(root: Path, n: int) -> None:
+    """``n`` photos under ``root``: the example photos at 5 sizes, round-robin."""
     variants: list[bytes] = []
+    tmp = root / "variant.jpg"
     for src in sorted((REPO / "examples").glob("*.jpg")):
         img = Image.open(src).convert("RGB")
         for s in SCALES:
-            tmp = root / "variant.jpg"
             img.resize((round(img.width * s), round(img.height * s))).save(tmp, quality=90)
             variants.append(tmp.read_bytes())
     tmp.unlink()
@@ -47,45 +68,15 @@ def make_photos(root: Path, n: int) -> None:
         (d / f"p{i:06d}.jpg").write_bytes(variants[i % len(variants)])
 
 
-def run_tree(cmd: list[str]) -> tuple[float, float, int, str]:
-    """Run ``cmd``; return (wall s, CPU s, peak summed RSS bytes of its process tree, log).
-
-    CPU seconds (user + sys of every reaped descendant) are what a busy, shared machine
-    distorts least, and what a cluster bill is made of.
-    """
-    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        total = 0
-        try:
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            break
-        for p in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += p.memory_info().rss
-        peak = max(peak, total)
-        time.sleep(0.1)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
-    if proc.returncode != 0:
-        raise RuntimeError(f"exit {proc.returncode}: {(out + err).strip()[-500:]}")
-    return wall, cpu, peak, out + err
+def _names(res: dict[str, Any] | None) -> list[str]:
+    return sorted(p["candidates"][0]["name"] for p in (res["pills"] if res else []))
 
 
 def names_jsonl(path: Path) -> dict[str, list[str]]:
     got = {}
     for line in path.read_text().splitlines():
         rec = json.loads(line)
-        res = rec.get("result")
-        got[Path(rec["image"]).name] = sorted(
-            p["candidates"][0]["name"] for p in (res["pills"] if res else [])
-        )
+        got[Path(rec["image"]).name] = _names(rec.get("result"))
     return got
 
 
@@ -93,80 +84,98 @@ def names_parquet(folder: Path) -> dict[str, list[str]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(folder).to_pydict()
-    got = {}
-    for path, result in zip(table["path"], table["result"], strict=True):
-        res = json.loads(result) if result else None
-        got[Path(path).name] = sorted(
-            p["candidates"][0]["name"] for p in (res["pills"] if res else [])
-        )
-    return got
+    return {
+        Path(path).name: _names(json.loads(result) if result else None)
+        for path, result in zip(table["path"], table["result"], strict=True)
+    }
+
+
+def command(mode: str, photos: Path, out: Path, workers: int) -> list[str]:
+    if mode == "seq":
+        return [*CLI, "identify", str(photos), "--jsonl", str(out)]
+    if mode == "pool":
+        return [*CLI, "identify", str(photos), "--jsonl", str(out), "--workers", str(workers)]
+    if mode == "ray":
+        example = str(REPO / "examples" / "ray_batch.py")
+        return [sys.executable, example, str(photos), str(out), "--actors", str(workers)]
+    raise SystemExit(f"unknown mode {mode!r} (seq, pool, ray)")
+
+
+def measure(mode: str, photos: Path, out: Path, n: int, workers: int) -> dict[str, Any]:
+    """Run one mode on ``photos``; its numbers, or ``{"failed": why}``."""
+    try:
+        stats, log = run_watched(command(mode, photos, out, workers))
+    except RuntimeError as exc:  # record it, and still measure the other modes
+        return {"failed": str(exc)}
+    names = names_parquet(out) if mode == "ray" else names_jsonl(out)
+    return {
+        "wall_s": round(stats.wall_s, 2),
+        "images_per_s": round(n / stats.wall_s, 2),
+        "cpu_s": round(stats.cpu_s, 2),
+        "cpu_ms_per_image": round(1000 * stats.cpu_s / n, 1),
+        "peak_rss_mb": round(stats.peak_rss / 1e6),
+        "peak_pss_mb": round(stats.peak_pss / 1e6),
+        "processes": stats.processes,
+        "records": len(names),
+        "cpu_by_kind": stats.cpu_by_kind,
+        "load_avg_after": round(os.getloadavg()[0], 2),
+        "last_log_line": (log.strip().splitlines() or [""])[-1][-200:],
+        "_names": names,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--workers", type=int, default=2)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1000, help="photos in the measured run")
+    ap.add_argument("--n-small", type=int, default=20, help="photos in the start-up run")
+    ap.add_argument("--workers", type=int, default=2, help="pool workers and Ray actors")
     ap.add_argument("--modes", default="seq,pool,ray")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="JSON (and .md beside it)")
     args = ap.parse_args()
-    bindir = Path(sys.executable).parent
+    modes = args.modes.split(",")
     work = Path(tempfile.mkdtemp(prefix="batch-scale-"))
+    cpus = os.cpu_count() or 1
+    load = os.getloadavg()
+    report: dict[str, Any] = {
+        "n": args.n,
+        "n_small": args.n_small,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()} {cpus} CPUs, {_cpu_model()}",
+        "command": " ".join(["python -m benchmarks.batch_scale", *sys.argv[1:]]),
+        "load_avg_start": [round(x, 2) for x in load],
+        # a load above half the cores means other work shared the CPUs: compare ratios
+        "contended": load[0] > cpus / 2,
+        "runs": {},
+        "runs_small": {},
+    }
     try:
-        photos = work / "photos"
-        photos.mkdir()
-        make_photos(photos, args.n)
-        size_mb = sum(f.stat().st_size for f in photos.rglob("*.jpg")) / 1e6
-        report: dict[str, object] = {
-            "n": args.n,
-            "photos_mb": round(size_mb, 1),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.processor()}",
-            "load_avg_start": os.getloadavg(),
-            "runs": {},
-        }
-        runs: dict[str, dict[str, float]] = report["runs"]  # type: ignore[assignment]
-        answers: dict[str, dict[str, list[str]]] = {}
-        for mode in args.modes.split(","):
-            if mode == "seq":
-                out = work / "seq.jsonl"
-                cmd = [str(bindir / "pillsnap"), "identify", str(photos), "--jsonl", str(out)]
-            elif mode == "pool":
-                out = work / "pool.jsonl"
-                cmd = [str(bindir / "pillsnap"), "identify", str(photos), "--jsonl", str(out)]
-                cmd += ["--workers", str(args.workers)]
-            elif mode == "ray":
-                out = work / "ray-parquet"
-                cmd = [sys.executable, str(REPO / "examples" / "ray_batch.py"), str(photos)]
-                cmd += [str(out), "--actors", str(args.workers)]
-            else:
-                raise SystemExit(f"unknown mode {mode}")
-            try:
-                wall, cpu, peak, log = run_tree(cmd)
-            except RuntimeError as exc:  # record it, and still measure the other modes
-                runs[mode] = {"failed": str(exc)}  # type: ignore[dict-item]
-                print(mode, "FAILED", exc, flush=True)
-                continue
-            answers[mode] = names_parquet(out) if mode == "ray" else names_jsonl(out)
-            runs[mode] = {
-                "wall_s": round(wall, 1),
-                "images_per_s": round(args.n / wall, 2),
-                "cpu_s": round(cpu, 1),
-                "cpu_ms_per_image": round(1000 * cpu / args.n),
-                "peak_rss_mb": round(peak / 1e6),
-                "records": len(answers[mode]),
-                "load_avg_after": os.getloadavg()[0],
-            }
-            print(mode, runs[mode], log.strip().splitlines()[-1:], flush=True)
-        base = next(iter(answers.values()), {})
-        report["same_names_as_first_mode"] = {m: a == base for m, a in answers.items()}
-        if "wall_s" in runs.get("pool", {}) and "wall_s" in runs.get("ray", {}):
-            report["ray_overhead_vs_pool_pct"] = round(
-                100 * (runs["ray"]["wall_s"] / runs["pool"]["wall_s"] - 1), 1
-            )
+        for key, n in (("runs_small", args.n_small), ("runs", args.n)):
+            photos = work / f"photos-{n}"
+            photos.mkdir()
+            make_photos(photos, n)
+            if key == "runs":
+                report["photos_mb"] = round(
+                    sum(f.stat().st_size for f in photos.rglob("*.jpg")) / 1e6, 1
+                )
+            answers: dict[str, dict[str, list[str]]] = {}
+            for mode in modes:
+                out = work / f"{mode}-{n}" if mode == "ray" else work / f"{mode}-{n}.jsonl"
+                run = measure(mode, photos, out, n, args.workers)
+                if "_names" in run:
+                    answers[mode] = run.pop("_names")
+                    first = next(iter(answers.values()))
+                    run["same_names"] = answers[mode] == first and len(first) == n
+                report[key][mode] = run
+                print(key, mode, json.dumps(run), flush=True)
+            shutil.rmtree(photos, ignore_errors=True)
+        report["summary"] = summarize(report)
         text = json.dumps(report, indent=2)
         print(text)
+        print(markdown(report))
         if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(text + "\n")
+            args.out.with_suffix(".md").write_text(markdown(report))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -17,6 +17,8 @@ from pillsnap_sdk.cli import main
 from pillsnap_sdk.defaults import default_bundle_path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: Real phone photos of pills beside the repository (../shared), used when present.
+TRAIN_PHOTOS = Path(__file__).resolve().parents[3] / "shared/data/pushin-pill-train/images"
 
 
 def _records(path: Path) -> list[dict[str, object]]:
@@ -104,18 +106,32 @@ def test_folder_and_stdin_in_the_plain_cli(
     assert {p["label"]["name"] for p in objs[0]["pills"]} == {"red pill", "blue pill"}
 
 
-def test_two_workers_give_the_sequential_answers_on_real_photos(tmp_path: Path) -> None:
-    """Names identical, confidences within 1e-6, on the example photos plus a corrupt file."""
+def test_two_workers_give_the_sequential_answers_on_real_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names identical, confidences within 1e-6, on the example photos plus a corrupt file;
+    the pool resumes a file that a sequential run started."""
     d = tmp_path / "real"
     d.mkdir()
     for p in sorted(EXAMPLES.glob("*.jpg")):
         shutil.copy(p, d / p.name)
+    for i, p in enumerate(sorted(TRAIN_PHOTOS.glob("*.jpg"))[:2]):  # real phone photos
+        shutil.copy(p, d / f"train_{i}.jpg")
     (d / "corrupt.jpg").write_bytes((EXAMPLES / "single_pill.jpg").read_bytes()[:500])
+    n = len(list(d.glob("*.jpg")))
     out = tmp_path / "w2.jsonl"
+    # a sequential run did two photos (one of them the corrupt one), then stopped
+    assert (
+        main(["identify", str(d / "corrupt.jpg"), str(d / "multi_pills.jpg"), "--jsonl", str(out)])
+        == 0
+    )
+    capsys.readouterr()
     assert main(["identify", str(d), "--jsonl", str(out), "--workers", "2"]) == 0
-    recs = {str(r["image"]): r for r in _records(out)}
+    assert f"{n - 2} identified, 0 failed, 2 already done" in capsys.readouterr().err
+    records = _records(out)
+    recs = {str(r["image"]): r for r in records}
     idf = Identifier.from_bundle(default_bundle_path())
-    assert len(recs) == 5 and "error" in recs[str(d / "corrupt.jpg")]
+    assert len(records) == len(recs) == n and "error" in recs[str(d / "corrupt.jpg")]
     for p in sorted(d.glob("*.jpg")):
         if p.name == "corrupt.jpg":
             continue
