@@ -191,6 +191,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(m.get('cpu_ms_per_image'), '.0f')} | {run.get('records', '-')} "
             f"| {_fmt(run.get('same_names'))} |"
         )
+    if report["n"] < 50 * max(1, report.get("n_small", 1)):
+        lines += [
+            "",
+            f"N is under 50x n-small ({report.get('n_small')}): the start-up run's noise is "
+            "spread over few photos, so the marginal columns are rough (use N >= 1000).",
+        ]
     if report.get("contended"):
         lines += [
             "",
