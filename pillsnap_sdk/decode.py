@@ -14,7 +14,14 @@ Why this is not just ``Image.open(...).convert("RGB")``:
   JPEG scan count and plausible size, and the memory budget of :mod:`.imagelimits`.
 * **Conversion in strips.** ``convert``/``alpha_composite``/``np.asarray`` on a whole
   64 MP image each allocate another full copy (an RGBA PNG peaked at +1.67 GB); converting
-  ~1 MP strips into a preallocated result keeps the peak at decoder + result.
+  ~1 MP strips into a preallocated result keeps the peak at decoder + result. RGB (every
+  colour JPEG) is copied out of PIL's 4-byte pixels by the raw encoder, one call per strip,
+  and packed to 3 bytes by OpenCV: ``np.asarray(strip)`` went through ``tobytes()``'s
+  64 KB chunks and a join, and made the 12 MP conversion twice as slow.
+* **DCT-domain downscaling** (``scale``, JPEG only): libjpeg can decode at 1/2, 1/4 or
+  1/8 by keeping only the low-frequency DCT coefficients, for a fraction of the full
+  decode's time and memory. :mod:`pillsnap_sdk.photo` decides how coarse the pipeline can
+  go; every limit above is checked on the full-size header first, whatever the scale.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import (
@@ -42,7 +50,17 @@ from .imagelimits import (
     hard_pixel_limit,
 )
 
-__all__ = ["ALLOWED_FORMATS", "check_size", "decode_bytes", "pil_to_rgb"]
+__all__ = [
+    "ALLOWED_FORMATS",
+    "JPEG_SCALES",
+    "check_size",
+    "decode_bytes",
+    "decode_opened",
+    "exif_orientation",
+    "is_jpeg",
+    "open_checked",
+    "pil_to_rgb",
+]
 
 RGBImage = npt.NDArray[np.uint8]
 
@@ -58,6 +76,8 @@ _PLUGINS = (  # imported for their registration in Image.OPEN; named to keep the
     GifImagePlugin,
 )
 _PIL_FORMATS_OK = (*ALLOWED_FORMATS, "MPO")
+#: The DCT-domain scales libjpeg decodes at (1 = full size), finest first.
+JPEG_SCALES = (1, 2, 4, 8)
 _ALPHA_BACKGROUND = (255, 255, 255, 255)
 _STRIP_PIXELS = 1 << 18  # 256 K pixels per conversion strip: a few MB of temporaries
 # A complete Huffman-coded JPEG spends at least 1 bit per 8x8 block per component;
@@ -91,19 +111,66 @@ def check_size(width: int, height: int, max_pixels: int, source: str) -> None:
         )
 
 
-def decode_bytes(data: bytes, max_pixels: int, source: str) -> RGBImage:
-    """Decode an encoded photo of an allowed format, refusing from the header first."""
+def open_checked(data: bytes, max_pixels: int, source: str) -> Image.Image:
+    """Open ``data`` with an allowed plugin and check every header limit; nothing decoded.
+
+    The caller owns the returned image (``close`` it). Its ``size`` is the stored size,
+    before EXIF orientation.
+    """
     img = _open(data, source)
     try:
         check_size(img.width, img.height, max_pixels, source)
-        if img.format == "JPEG" or img.format == "MPO":
+        if is_jpeg(img):
             _check_jpeg(data, img, source)
         check_decode_cost(img, len(data), max_pixels, source)
+    except BaseException:
+        img.close()
+        raise
+    return img
+
+
+def is_jpeg(img: Image.Image) -> bool:
+    """JPEG (or MPO, a JPEG with more pictures after it): DCT scaling applies."""
+    return img.format in ("JPEG", "MPO")
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """EXIF orientation tag (1-8); 1 when absent or unreadable."""
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a broken EXIF block is not worth refusing the photo for
+        return 1
+
+
+def decode_bytes(data: bytes, max_pixels: int, source: str, *, scale: int = 1) -> RGBImage:
+    """Decode an encoded photo of an allowed format, refusing from the header first.
+
+    ``scale`` (1, 2, 4 or 8) decodes a JPEG at that fraction of its size in the DCT
+    domain (``ceil(size / scale)`` pixels per side); other formats ignore it. Limits are
+    always checked on the full-size header.
+    """
+    return decode_opened(open_checked(data, max_pixels, source), source, scale=scale)[0]
+
+
+def decode_opened(img: Image.Image, source: str, *, scale: int = 1) -> tuple[RGBImage, int]:
+    """Decode an image from :func:`open_checked` (and close it): ``(rgb, scale used)``.
+
+    The scale used is 1 for anything but a JPEG whose decoder accepted ``scale``.
+    """
+    if scale not in JPEG_SCALES:
+        img.close()
+        raise ValueError(f"scale must be one of {JPEG_SCALES}, got {scale!r}")
+    used = 1
+    try:
+        if scale > 1 and is_jpeg(img):
+            w, h = img.size
+            if img.draft(None, (max(1, w // scale), max(1, h // scale))) is not None:
+                used = scale
         rgb, orientation = _load_and_convert(img, source)
     finally:
         img.close()  # frees PIL's copy before the orientation copy is made
     del img
-    return _orient(rgb, orientation, source)
+    return _orient(rgb, orientation, source), used
 
 
 def pil_to_rgb(img: Image.Image, max_pixels: int, source: str) -> RGBImage:
@@ -164,10 +231,7 @@ def _load_and_convert(img: Image.Image, source: str) -> tuple[RGBImage, int]:
         raise InvalidImageError(
             f"{source}: image data is corrupt or truncated ({exc}); retake or re-upload"
         ) from exc
-    try:
-        orientation = int(img.getexif().get(0x0112, 1) or 1)
-    except Exception:  # a broken EXIF block is not worth refusing the photo for
-        orientation = 1
+    orientation = exif_orientation(img)
     try:
         return _to_rgb(img), orientation
     except InvalidImageError:
@@ -198,6 +262,8 @@ def _to_rgb(img: Image.Image) -> RGBImage:
     alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         mode == "P" and "transparency" in img.info
     )
+    if mode == "RGB" and _rgb_strips(img, out, step):
+        return out
     for y0 in range(0, h, step):
         strip = img.crop((0, y0, w, min(h, y0 + step)))
         if mode == "RGB":
@@ -210,6 +276,34 @@ def _to_rgb(img: Image.Image) -> RGBImage:
         else:  # L, 1, P, CMYK, YCbCr, LAB, HSV
             out[y0 : y0 + step] = np.asarray(strip.convert("RGB"), dtype=np.uint8)
     return out
+
+
+def _rgb_strips(img: Image.Image, out: RGBImage, step: int) -> bool:
+    """Copy a loaded RGB image into ``out`` strip by strip: PIL's raw encoder copies each
+    strip's 4-byte pixels out in one call and OpenCV drops the fourth byte into ``out``.
+
+    Returns False (nothing written that matters) when this Pillow lacks the encoder API,
+    so the caller falls back to the portable path.
+    """
+    w, h = img.size
+    try:
+        for y0 in range(0, h, step):
+            y1 = min(h, y0 + step)
+            encoder = Image._getencoder("RGB", "raw", "RGBX")
+            encoder.setimage(img.im, (0, y0, w, y1))
+            chunks = []
+            while True:
+                _, done, chunk = encoder.encode(w * 4 * (y1 - y0) + 64)
+                chunks.append(chunk)
+                if done:
+                    break
+            if done < 0:
+                return False
+            rows = np.frombuffer(b"".join(chunks) if len(chunks) > 1 else chunks[0], np.uint8)
+            cv2.cvtColor(rows.reshape(y1 - y0, w, 4), cv2.COLOR_RGBA2RGB, dst=out[y0:y1])
+    except (AttributeError, TypeError, ValueError, OSError):
+        return False
+    return True
 
 
 def composite_on_white(strip: Image.Image) -> RGBImage:

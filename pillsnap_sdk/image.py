@@ -29,9 +29,12 @@ __all__ = [
     "ChannelOrder",
     "ImageInput",
     "RGBImage",
+    "check_channel_order",
     "check_max_pixels",
+    "from_decoded",
     "load_image",
     "max_file_bytes",
+    "read_encoded",
 ]
 
 
@@ -58,7 +61,6 @@ ChannelOrder = Literal["RGB", "BGR"]
 #: writes 50 MP JPEGs by default). With it the decode memory budget is 8 bytes/pixel
 #: (512 MB); see docs/reliability.md for the measured peaks.
 DEFAULT_MAX_PIXELS = 64_000_000
-_CHANNEL_ORDERS = ("RGB", "BGR")
 _STRIP_ROWS_PIXELS = 1 << 18
 
 
@@ -91,31 +93,51 @@ def load_image(
     Raises :class:`InvalidImageError` for anything else, with a message that says why.
     """
     check_max_pixels(max_pixels)
-    if channel_order not in _CHANNEL_ORDERS:
-        raise InvalidArgumentError(
-            f"channel_order must be 'RGB' or 'BGR' (OpenCV arrays), got {channel_order!r}"
+    check_channel_order(channel_order)
+    rgb = from_decoded(image, max_pixels, channel_order)
+    if rgb is not None:
+        return rgb
+    data, source = read_encoded(image, max_pixels)
+    return decode_bytes(data, max_pixels, source)
+
+
+def check_channel_order(value: object) -> ChannelOrder:
+    """``"RGB"`` or ``"BGR"``; anything else is an InvalidArgumentError."""
+    if value == "RGB" or value == "BGR":
+        return value
+    raise InvalidArgumentError(
+        f"channel_order must be 'RGB' or 'BGR' (OpenCV arrays), got {value!r}"
+    )
+
+
+def read_encoded(image: object, max_pixels: int) -> tuple[bytes, str]:
+    """The encoded file behind a path, bytes-like or binary file object input, read under
+    the size cap, and a name for messages. Arrays and PIL images are not encoded: callers
+    handle them first; any other type is an InvalidImageError."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data, source = _buffer_bytes(image, max_pixels), "bytes"
+    elif isinstance(image, (str, os.PathLike)):
+        path = _as_path(image)
+        data, source = _read_path(path, max_pixels), str(path)[:200]
+    elif callable(getattr(image, "read", None)):
+        data, source = _read_stream(image, max_pixels), "file object"
+    else:
+        raise InvalidImageError(
+            f"unsupported image type {type(image).__name__}: pass a path, encoded bytes, a "
+            "binary file object, a uint8 numpy array (HxWx3 RGB or HxW grey) or a PIL image"
         )
+    if not data:
+        raise InvalidImageError(f"{source} is empty (0 bytes): retake or re-upload the photo")
+    return data, source
+
+
+def from_decoded(image: object, max_pixels: int, channel_order: ChannelOrder) -> RGBImage | None:
+    """An array or PIL image input as RGB; None for encoded inputs (see read_encoded)."""
     if isinstance(image, np.ndarray):
         return _from_array(image, max_pixels, channel_order)
     if isinstance(image, Image.Image):
         return pil_to_rgb(image, max_pixels, source="PIL image")
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return _decode(_buffer_bytes(image, max_pixels), max_pixels, "bytes")
-    if isinstance(image, (str, os.PathLike)):
-        path = _as_path(image)
-        return _decode(_read_path(path, max_pixels), max_pixels, str(path)[:200])
-    if callable(getattr(image, "read", None)):
-        return _decode(_read_stream(image, max_pixels), max_pixels, "file object")
-    raise InvalidImageError(
-        f"unsupported image type {type(image).__name__}: pass a path, encoded bytes, a "
-        "binary file object, a uint8 numpy array (HxWx3 RGB or HxW grey) or a PIL image"
-    )
-
-
-def _decode(data: bytes, max_pixels: int, source: str) -> RGBImage:
-    if not data:
-        raise InvalidImageError(f"{source} is empty (0 bytes): retake or re-upload the photo")
-    return decode_bytes(data, max_pixels, source)
+    return None
 
 
 def _too_big(source: str, size: int, cap: int) -> InvalidImageError:
