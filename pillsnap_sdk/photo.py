@@ -21,6 +21,7 @@ same pixels, same results.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,7 +39,7 @@ from .decode import (
 from .image import ChannelOrder, ImageInput, RGBImage, from_decoded, read_encoded
 from .preprocessing import PreprocessSpec, crop_with_margin
 
-__all__ = ["Photo", "crop_scale", "input_factor", "load_photo", "take_crops"]
+__all__ = ["Photo", "crop_scale", "input_factor", "load_photo", "take_crops", "to_full"]
 
 F32 = npt.NDArray[np.float32]
 
@@ -151,14 +152,24 @@ def crop_scale(
 
 
 def take_crops(
-    photo: Photo, boxes: Sequence[Sequence[float]], margin: float, spec: PreprocessSpec
+    photo: Photo,
+    boxes: Sequence[Sequence[float]],
+    margin: float,
+    spec: PreprocessSpec,
+    timings: dict[str, float] | None = None,
 ) -> list[RGBImage]:
     """Crops of full-size ``boxes`` (grown by ``margin``) as fine as the classifier needs
-    (:func:`crop_scale`), decoding the photo again when ``photo.rgb`` is too coarse."""
+    (:func:`crop_scale`), decoding the photo again when ``photo.rgb`` is too coarse; that
+    decode's milliseconds are added to ``timings["decode"]`` (and ``"_redecode"``)."""
     if not boxes:
         return []
     scale = crop_scale(photo, boxes, margin, spec)
+    t0 = time.perf_counter()
     rgb = photo.pixels(scale)
+    if timings is not None and scale != photo.scale:
+        ms = (time.perf_counter() - t0) * 1000.0
+        timings["decode"] = timings.get("decode", 0.0) + ms
+        timings["_redecode"] = ms
     if scale == 1:
         return [crop_with_margin(rgb, (b[0], b[1], b[2], b[3]), margin) for b in boxes]
     f = 1.0 / scale

@@ -1,8 +1,8 @@
 """The two-stage pipeline: options -> :class:`Identifier` -> typed :class:`IdentifyResult`.
 
-Per photo: decode (:mod:`.image`) -> route (:mod:`.router`: detector, crops) -> one
-batched classifier run for all crops -> answers (:mod:`.answers`: candidates, status).
-Without a detector in the bundle, ``auto`` means ``single``.
+Per photo: decode (:mod:`.photo`: big JPEGs only as finely as needed) -> route
+(:mod:`.router`: detector, crops) -> batched classifier runs -> answers (:mod:`.answers`:
+candidates, status). Without a detector in the bundle, ``auto`` means ``single``.
 
 Each model runs behind a runner (:mod:`.stages`, opened by :mod:`.sessions`): onnxruntime
 sessions built from the bundle by default, or any object with the same
@@ -28,11 +28,19 @@ from typing import Literal, overload
 import numpy as np
 import numpy.typing as npt
 
-from .answers import pill_result
+from .answers import build_results
 from .bundle.loader import Bundle, load_bundle
 from .bundle.manifest import BundleManifest, LabelsFile
 from .errors import InvalidArgumentError, PillsnapError
-from .image import DEFAULT_MAX_PIXELS, ChannelOrder, ImageInput, check_max_pixels, load_image
+from .image import (
+    DEFAULT_MAX_PIXELS,
+    ChannelOrder,
+    ImageInput,
+    check_channel_order,
+    check_max_pixels,
+    load_image,
+)
+from .photo import Photo, load_photo, to_full
 from .postprocess import calibrated_softmax
 from .preprocessing import preprocess_batch
 from .results import BundleRef, IdentifyResult
@@ -328,7 +336,8 @@ class Identifier:
         channel_order: ChannelOrder = "RGB",
         return_exceptions: bool = False,
     ) -> list[IdentifyResult] | list[IdentifyResult | PillsnapError]:
-        """Identify several photos; all crops of all photos go through one classifier run.
+        """Identify several photos; crops of consecutive photos share classifier runs
+        while they fit one (never slower than a loop of :meth:`identify`).
 
         A bad photo raises its :class:`PillsnapError` for the whole batch, unless
         ``return_exceptions=True``: then that error takes the photo's place in the list
@@ -342,10 +351,7 @@ class Identifier:
                 "use identify() for one photo"
             )
         self._check_args(mode, top_k)
-        if channel_order not in ("RGB", "BGR"):
-            raise InvalidArgumentError(
-                f"channel_order must be 'RGB' or 'BGR' (OpenCV arrays), got {channel_order!r}"
-            )
+        check_channel_order(channel_order)
         with self._slots:
             return self._identify_batch(images, mode, top_k, channel_order, return_exceptions)
 
@@ -357,56 +363,39 @@ class Identifier:
         channel_order: ChannelOrder,
         return_exceptions: bool,
     ) -> list[IdentifyResult | PillsnapError]:
-        plans: list[Plan | PillsnapError] = []
+        """Photos are planned (decoded, detected, cropped) in order and their crops
+        classified together only while they fit one classifier run (``self._cls.chunk``):
+        a combined run saves per-run overhead for photos of few pills, but a batch of many
+        photos' crops was slower than a loop of ``identify`` (one 176-crop tensor and 8
+        decoded photos held at once), so bigger work goes group by group."""
+        results: list[IdentifyResult | PillsnapError] = []
+        group: list[Plan | PillsnapError] = []
+        n_crops = 0
         for img in images:
             try:
-                plans.append(self._plan(img, mode, channel_order))
+                plan: Plan | PillsnapError = self._plan(img, mode, channel_order)
             except PillsnapError as exc:
                 if not return_exceptions:
                     raise
-                plans.append(exc)
-        ok = [p for p in plans if isinstance(p, Plan)]
-        crops = [c for p in ok for c in p.crops]
+                plan = exc
+            n = len(plan.crops) if isinstance(plan, Plan) else 0
+            if group and n_crops + n > self._cls.chunk:
+                results += self._answer(group, top_k)
+                group, n_crops = [], 0
+            group.append(plan)
+            n_crops += n
+        return results + self._answer(group, top_k)
+
+    def _answer(
+        self, plans: list[Plan | PillsnapError], top_k: int
+    ) -> list[IdentifyResult | PillsnapError]:
+        """One classifier pass over the plans' crops, then each photo's result."""
+        crops = [c for p in plans if isinstance(p, Plan) for c in p.crops]
         t0 = time.perf_counter()
         probs, pre_ms = self._classify(crops)
         cls_ms = (time.perf_counter() - t0) * 1000.0 - pre_ms
-        results: list[IdentifyResult | PillsnapError] = []
-        offset = 0
-        share = 1.0 / max(len(ok), 1)
-        for plan in plans:
-            if not isinstance(plan, Plan):
-                results.append(plan)
-                continue
-            n = len(plan.crops)
-            t1 = time.perf_counter()
-            th = self._bundle.manifest.thresholds
-            pills = [
-                pill_result(
-                    probs[offset + i],
-                    self._classes,
-                    th,
-                    plan.boxes[i] if plan.boxes else None,
-                    top_k,
-                )
-                for i in range(n)
-            ]
-            offset += n
-            timings = dict(plan.timings)
-            timings["classify_preprocess"] = pre_ms * share
-            timings["classify"] = cls_ms * share
-            timings["postprocess"] = (time.perf_counter() - t1) * 1000.0
-            timings["total"] = (time.perf_counter() - plan.start) * 1000.0
-            results.append(
-                IdentifyResult(
-                    mode_used=plan.mode_used,
-                    pills=pills,
-                    image_size=plan.size,
-                    bundle=self._ref,
-                    timings_ms=timings,
-                    warnings=plan.warnings,
-                )
-            )
-        return results
+        th = self._bundle.manifest.thresholds
+        return build_results(plans, probs, (pre_ms, cls_ms), self._classes, th, self._ref, top_k)
 
     # -- building blocks (also used by the training tools' evaluation and the benchmarks) --
     def detect(self, image: ImageInput, *, channel_order: ChannelOrder = "RGB") -> Detections:
@@ -420,9 +409,9 @@ class Identifier:
         if self._det is None:
             raise InvalidArgumentError("this bundle has no detector; use mode='single'")
         with self._slots:
-            rgb = load_image(image, max_pixels=self._max_pixels, channel_order=channel_order)
-            det = self._detect(rgb, {})
-        return det
+            photo = self._load(image, channel_order, detect=True)
+            det = self._detect(photo.rgb, {})
+        return Detections(to_full(det.boxes, photo), det.scores)
 
     def classify_probabilities(self, crops: Sequence[npt.NDArray[np.uint8]]) -> F32:
         """Calibrated class probabilities (``N x classes``) for RGB crops."""
@@ -446,15 +435,23 @@ class Identifier:
 
     def _plan(self, image: ImageInput, mode: str, channel_order: ChannelOrder) -> Plan:
         start = time.perf_counter()
-        rgb = load_image(image, max_pixels=self._max_pixels, channel_order=channel_order)
+        photo = self._load(image, channel_order, detect=mode != "single")
         timings = {"decode": (time.perf_counter() - start) * 1000.0}
         return route(
-            rgb,
+            photo,
             mode=mode,
             detect=self._detect if self._det is not None else None,
             crop_margin=self._bundle.manifest.thresholds.crop_margin,
+            classifier=self._bundle.manifest.classifier.preprocessing,
             start=start,
             timings=timings,
+        )
+
+    def _load(self, image: ImageInput, channel_order: ChannelOrder, detect: bool) -> Photo:
+        """Decoded as coarsely as the detector's input allows when it runs (big JPEGs)."""
+        det = self._det.preprocessing if detect and self._det is not None else None
+        return load_photo(
+            image, max_pixels=self._max_pixels, channel_order=channel_order, detector=det
         )
 
     def _detect(self, rgb: npt.NDArray[np.uint8], timings: dict[str, float]) -> Detections:

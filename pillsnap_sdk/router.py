@@ -15,7 +15,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from .preprocessing import crop_with_margin
+from .photo import Photo, take_crops, to_full
+from .preprocessing import PreprocessSpec
 from .results import BBox
 from .stages import Detections
 
@@ -40,18 +41,21 @@ class Plan:
 
 
 def route(
-    rgb: U8,
+    photo: Photo,
     *,
     mode: str,
     detect: Callable[[U8, dict[str, float]], Detections] | None,
     crop_margin: float,
+    classifier: PreprocessSpec,
     start: float,
     timings: dict[str, float],
 ) -> Plan:
-    """Decide how ``rgb`` is classified. ``detect`` is ``None`` when the bundle has no
-    detector; it fills ``timings`` with its own stages, the crop time is added here."""
-    h, w = rgb.shape[:2]
-    plan = Plan(start=start, size=(w, h), timings=timings)
+    """Decide how ``photo`` is classified. ``detect`` is ``None`` when the bundle has no
+    detector; it runs on ``photo.rgb`` and fills ``timings`` with its own stages. Crops are
+    cut from full-size boxes as finely as the ``classifier`` input needs
+    (:func:`~.photo.take_crops`; a finer decode it needs is added to ``decode``)."""
+    rgb = photo.rgb
+    plan = Plan(start=start, size=photo.size, timings=timings)
     if mode == "single" or detect is None:
         plan.crops.append(rgb)
         return plan
@@ -65,9 +69,9 @@ def route(
         plan.warnings.append("no_pill_detected")
     else:
         plan.mode_used = "combo" if (mode == "combo" or len(det.scores) >= 2) else "single"
-        for box, score in zip(det.boxes, det.scores, strict=True):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            plan.crops.append(crop_with_margin(rgb, (x1, y1, x2, y2), crop_margin))
+        boxes = [tuple(float(v) for v in box) for box in to_full(det.boxes, photo)]
+        plan.crops += take_crops(photo, boxes, crop_margin, classifier, timings)
+        for (x1, y1, x2, y2), score in zip(boxes, det.scores, strict=True):
             plan.boxes.append((BBox(x1=x1, y1=y1, x2=x2, y2=y2), float(score)))
-    timings["crop"] = (time.perf_counter() - t) * 1000.0
+    timings["crop"] = (time.perf_counter() - t) * 1000.0 - timings.pop("_redecode", 0.0)
     return plan
