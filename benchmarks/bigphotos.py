@@ -4,7 +4,8 @@ Why made, not downloaded: the repository has no licensed 12 MP pill photos, and 
 upscaled copy of a photo whose answer is known lets one check that the SDK names the same
 pills at 12 MP as at 0.3 MP. Phones deliver 4032x3024 JPEGs with sensor noise, so the
 upscale (Lanczos) gets mild Gaussian noise before it is encoded at quality 92: without it
-a smooth upscale entropy-decodes faster than a real photo and flatters the decoder.
+a smooth upscale entropy-decodes faster than a real photo and flatters the decoder
+(:func:`pillsnap_sdk.bench.scenes.upscaled_photo`, also used by ``pillsnap bench``).
 
     python benchmarks/bigphotos.py OUT_DIR [--images DIR] [--limit N]
 
@@ -15,32 +16,11 @@ of ``--images``) at 4032x3024 (or 3024x4032 for portrait photos), deterministica
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from pillsnap_sdk.bench.scenes import upscaled_photo
 
-__all__ = ["BIG_SIZE", "upscale_jpeg"]
-
-#: A 12 MP phone photo (landscape); portrait photos get it transposed.
-BIG_SIZE = (4032, 3024)
-_NOISE_SIGMA = 2.0
-_QUALITY = 92
-
-
-def upscale_jpeg(data: bytes, *, seed: int = 0, size: tuple[int, int] = BIG_SIZE) -> bytes:
-    """``data`` (any photo) upscaled to ``size`` (orientation kept), with noise, as JPEG."""
-    with Image.open(io.BytesIO(data)) as img:
-        rgb = img.convert("RGB")
-    w, h = size if rgb.width >= rgb.height else size[::-1]
-    big = np.asarray(rgb.resize((w, h), Image.Resampling.LANCZOS), dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    big += rng.normal(0.0, _NOISE_SIGMA, big.shape).astype(np.float32)
-    out = Image.fromarray(np.clip(big + 0.5, 0, 255).astype(np.uint8), "RGB")
-    buf = io.BytesIO()
-    out.save(buf, "JPEG", quality=_QUALITY)
-    return buf.getvalue()
+__all__ = ["main"]
 
 
 def main() -> None:
@@ -57,7 +37,7 @@ def main() -> None:
     for i, src in enumerate(photos):
         dst = args.out / src.name
         if not dst.exists():
-            dst.write_bytes(upscale_jpeg(src.read_bytes(), seed=i))
+            dst.write_bytes(upscaled_photo(src.read_bytes(), seed=i))
         print(dst)
 
 

@@ -57,6 +57,7 @@ def run_full_bench(
     report.meta["scenes"] = {s.name: s.source for s in scenes}
     session = BenchSession(bundle, scenes, rounds, provs, say)
     report.scenes = session.scene_pass()
+    report.floor_search = session.floor_search_summary()
     for _ in range(extra_passes):
         session.scene_pass()
     report.meta["gate_metric_passes"] = [gate_metrics(p) for p in session.passes]

@@ -30,6 +30,13 @@ def test_identify_batch(benchmark: Any, ctx: dict[str, SceneCtx]) -> None:
     _run(benchmark, lambda: c.idf.identify_batch(photos))
 
 
+def test_identify_loop(benchmark: Any, ctx: dict[str, SceneCtx]) -> None:
+    """The loop ``identify_batch`` must never lose to (same photos, one call each)."""
+    c = ctx[MULTI]
+    photos = [c.scene.data] * IMAGES
+    _run(benchmark, lambda: [c.idf.identify(p) for p in photos])
+
+
 @pytest.mark.parametrize("threads", [1, 2, 4])
 def test_shared_identifier_threads(benchmark: Any, ctx: dict[str, SceneCtx], threads: int) -> None:
     c = ctx[MULTI]

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bigphoto import GOAL_BIG_VS_SMALL, BigPhotoResult
 from .coldstart import ColdStart
 from .profiles import TargetCheck
 from .scenes import MULTI
@@ -28,6 +29,8 @@ class BenchReport:
     throughput: list[ThroughputResult] = field(default_factory=list)
     cold_start: ColdStart | None = None
     profiles: list[TargetCheck] = field(default_factory=list)
+    big_photo: BigPhotoResult | None = None
+    floor_search: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,11 +66,13 @@ def scene_lines(s: SceneResult) -> list[str]:
         rows.append(("floor: detector run", s.floor_detector))
     rows += [
         ("floor: classifier run", s.floor_classifier),
-        ("floor total (ORT defaults)", s.floor),
+        ("floor total (best bare ORT)", s.floor),
         ("floor, SDK session options", s.sdk_floor),
     ]
     for label, st in rows:
         lines.append(f"  {label:<28}{st.p50:>10.1f}{st.p95:>10.1f}")
+    if s.floor_config:
+        lines.append(f"  floor = {s.floor_config}")
     goal = ""
     if s.scene == MULTI:
         ok = s.e2e_vs_floor <= GOAL_E2E_VS_FLOOR
@@ -80,6 +85,22 @@ def scene_lines(s: SceneResult) -> list[str]:
         f"  floor w/ SDK options / floor            {s.sdk_floor_vs_floor:.3f}   (session options)",
         f"  SDK session.run / floor run: detector {value(s.detect_run_vs_floor, '.3f')}, "
         f"classifier {s.classify_run_vs_floor:.3f}",
+        "",
+    ]
+
+
+def big_photo_lines(b: BigPhotoResult) -> list[str]:
+    """The 12 MP row: end to end and decode beside the same scene at its own size."""
+    (sw, sh), (bw, bh) = b.small_size, b.big_size
+    ok = "met" if b.big_vs_small <= GOAL_BIG_VS_SMALL else "MISSED"
+    return [
+        f"12 MP photo ({b.scene} enlarged to {bw}x{bh}) vs {sw}x{sh}; p50 ms",
+        f"  {'end to end':<28}{b.big.p50:>10.1f} vs {b.small.p50:>8.1f}",
+        f"  {'decode':<28}{b.big_decode.p50:>10.1f} vs {b.small_decode.p50:>8.1f}",
+        f"  12 MP / small end to end                 {b.big_vs_small:.3f}"
+        f"   goal <= {GOAL_BIG_VS_SMALL:.2f}: {ok}",
+        f"  pills {b.pills_big} vs {b.pills_small}; matched by box {b.matched}, "
+        f"same name {b.same_names}",
         "",
     ]
 
@@ -97,10 +118,13 @@ def tail_lines(report: BenchReport) -> list[str]:
     """Throughput, cold start and device profiles: the blocks after the per-photo ones."""
     m = report.meta
     lines: list[str] = []
+    if report.big_photo:
+        lines += big_photo_lines(report.big_photo)
     if report.throughput:
         lines.append("throughput (one Identifier, multi-pill photo)")
         for t in report.throughput:
-            lines.append(f"  {t.name:<34}{t.seconds.p50:>10.0f} ms{t.images_per_s:>8.2f} img/s")
+            vs = "" if t.vs_loop is None else f"   / loop {t.vs_loop:.3f} (<= 1.0: batching pays)"
+            lines.append(f"  {t.name:<34}{t.seconds.p50:>10.0f} ms{t.images_per_s:>8.2f} img/s{vs}")
         lines.append("")
     if report.cold_start:
         c = report.cold_start

@@ -22,13 +22,16 @@ import onnxruntime as ort
 
 from ..bundle.loader import Bundle, load_bundle
 from ..bundle.manifest import BundleManifest
+from ..image import load_image
 from ..pipeline import Identifier
 from ..version import __version__
+from .bigphoto import measure_big_photo
 from .coldstart import measure_cold_start
 from .floor import Floor
+from .floorsearch import FloorSearch, provider_is_cpu, search_floor
 from .profiles import TargetCheck, check_profiles, cpu_count, load_profiles
 from .report import BenchReport
-from .scenes import MULTI, SINGLE, Scene, find_scenes, is_synthetic, scene_bundle
+from .scenes import MULTI, SINGLE, Scene, crops_for, find_scenes, is_synthetic, scene_bundle
 from .stages import GOAL_E2E_VS_FLOOR, SceneResult, measure_scene
 from .throughput import measure_throughput
 
@@ -100,14 +103,33 @@ class BenchSession:
         self.providers = list(providers)
         self.idfs: dict[str, Identifier] = {}
         self.floors: dict[str, tuple[Floor, Floor]] = {}
+        self.floor_searches: dict[str, FloorSearch] = {}
         for sc in self.scenes:
             b = scene_bundle(bundle, sc)
             self.idfs[sc.name] = Identifier(b, providers=self.providers)
+        self.passes: list[list[SceneResult]] = []
+
+    def floors_for(self, sc: Scene) -> tuple[Floor, Floor]:
+        """The scene's floors, made on first use: the best bare configuration found on
+        this photo's crops (:func:`~.floorsearch.search_floor`; CPU provider only, others
+        keep onnxruntime's defaults) and the SDK-options floor."""
+        if sc.name not in self.floors:
+            b = scene_bundle(self.bundle, sc)
+            config = None
+            if provider_is_cpu(self.providers):
+                self.say(f"scene {sc.name}: searching the fastest bare onnxruntime floor")
+                idf = self.idfs[sc.name]
+                rgb = load_image(sc.data)
+                found = search_floor(
+                    b, self.providers, rgb, crops_for(idf, rgb, idf.identify(sc.data))
+                )
+                self.floor_searches[sc.name] = found
+                config = found.best
             self.floors[sc.name] = (
-                Floor(b, self.providers),
+                Floor(b, self.providers, config=config),
                 Floor(b, self.providers, sdk_options=True),
             )
-        self.passes: list[list[SceneResult]] = []
+        return self.floors[sc.name]
 
     def scene_rounds(self, sc: Scene) -> int:
         # The single-pill photo costs ~1/4 of the multi-pill one and its ratio is the
@@ -122,7 +144,7 @@ class BenchSession:
                 continue
             n = self.scene_rounds(sc)
             self.say(f"scene {sc.name}: SDK vs floors, {n} rounds")
-            out.append(measure_scene(self.idfs[sc.name], self.floors[sc.name], sc, n))
+            out.append(measure_scene(self.idfs[sc.name], self.floors_for(sc), sc, n))
         self.passes.append(out)
         return out
 
@@ -132,12 +154,21 @@ class BenchSession:
             profiles, self.bundle, self.scenes, self.passes, self.rounds, only=only
         )
 
+    def floor_search_summary(self) -> dict[str, Any]:
+        """Per scene: the chosen floor and every configuration timed for it."""
+        return {
+            name: {"best": found.best.label, "candidates": found.summary()}
+            for name, found in self.floor_searches.items()
+        }
+
     def multi(self) -> Scene:
         return next(s for s in self.scenes if s.name == MULTI)
 
     def throughput_and_cold_start(self, report: BenchReport) -> None:
         """The full run's tail: images per second and a fresh process's first result."""
         multi = self.multi()
+        self.say("12 MP photo vs the same scene at its own size")
+        report.big_photo = measure_big_photo(self.idfs[MULTI], multi, max(3, self.rounds // 2))
         self.say("throughput")
         report.throughput = measure_throughput(self.idfs[MULTI], multi, rounds=2)
         self.say("cold start (fresh processes)")
@@ -165,6 +196,7 @@ def run_bench(
     report.meta["scenes"] = {s.name: s.source for s in scenes}
     session = BenchSession(bundle, scenes, rounds, provs, progress or (lambda _msg: None))
     report.scenes = session.scene_pass()
+    report.floor_search = session.floor_search_summary()
     profiles = load_profiles(profiles_file)
     report.meta["profiles_source"] = profiles.get("source", "")
     report.profiles = session.check_profiles(profiles, profile)

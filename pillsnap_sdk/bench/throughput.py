@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..pipeline import Identifier
 from .scenes import Scene
-from .timing import Stat, measure_interleaved
+from .timing import Stat, measure_interleaved, paired_ratio
 
 __all__ = ["ThroughputResult", "measure_throughput"]
 
@@ -25,6 +25,8 @@ class ThroughputResult:
     images: int
     seconds: Stat
     images_per_s: float
+    #: ``identify_batch`` only: its time / a loop of ``identify`` (paired, per round).
+    vs_loop: float | None = None
 
 
 def measure_throughput(
@@ -35,10 +37,14 @@ def measure_throughput(
     rounds: int = 2,
     threads: Sequence[int] = (1, 2, 4),
 ) -> list[ThroughputResult]:
-    """``identify_batch`` of ``images`` photos, and ``images`` calls shared by T threads."""
+    """``identify_batch`` of ``images`` photos, a plain loop of ``identify`` over them, and
+    ``images`` calls shared by T threads. The batch row carries its paired ratio to the
+    loop (the batch must never lose to it)."""
     photos = [scene.data] * images
+    batch, loop = f"identify_batch({images})", f"identify x{images}, loop"
     fns: dict[str, Callable[[], object]] = {
-        f"identify_batch({images})": lambda: idf.identify_batch(photos),
+        batch: lambda: idf.identify_batch(photos),
+        loop: lambda: [idf.identify(p) for p in photos],
     }
 
     def threaded(n: int) -> Callable[[], object]:
@@ -54,5 +60,6 @@ def measure_throughput(
     out = []
     for name, samples in s.items():
         st = Stat.of(samples)
-        out.append(ThroughputResult(name, images, st, images / (st.p50 / 1000.0)))
+        ratio = paired_ratio(samples, s[loop]) if name == batch else None
+        out.append(ThroughputResult(name, images, st, images / (st.p50 / 1000.0), ratio))
     return out
