@@ -5,8 +5,8 @@ on it, yet the detector looks at a 448 px letterbox, and a pill's crop only need
 classifier's 224 px. libjpeg decodes at 1/2, 1/4 or 1/8 in the DCT domain (Pillow's
 ``draft``) for a fraction of the time and memory, so:
 
-1. the photo is decoded at the coarsest scale whose pixels still *shrink* into the
-   detector's input (:func:`load_photo`; 1/8 for 12 MP: 504x378 for 448x336);
+1. the photo is decoded at the coarsest scale still :data:`DETECTOR_OVERSAMPLE` times
+   the detector's input (:func:`load_photo`; 1/4 for 12 MP: 1008x756 for 448x336);
 2. after detection, each crop is taken at the coarsest scale at which it still fills
    the classifier's input (:func:`crop_scale`); a pill small in the frame makes the
    photo be decoded again, as finely as that pill needs (full size at worst), so the
@@ -42,6 +42,15 @@ from .preprocessing import PreprocessSpec, crop_with_margin
 __all__ = ["Photo", "crop_scale", "input_factor", "load_photo", "take_crops", "to_full"]
 
 F32 = npt.NDArray[np.float32]
+#: Most a crop may be enlarged into the classifier input at the scale it is cut from: 1.0
+#: means every crop reaches the classifier with at least as many real pixels as its input
+#: has (or all it has, at full size), which is what keeps 12 MP names those of a full
+#: decode. Larger values trade that for fewer full-size re-decodes (docs/performance.md).
+MAX_ENLARGEMENT = 1.0
+#: How many times the detector input's size the first decode must be: 2.0 picks 1/4 for
+#: 12 MP (1008x756 for a 448 input). At 1.0 (1/8, 504x378) the detector lost 3 of 66
+#: pills found on full-size 12 MP pixels (34 photos), at 2.0 one; docs/performance.md.
+DETECTOR_OVERSAMPLE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +116,7 @@ def load_photo(
         w, h = img.size
         full = (h, w) if exif_orientation(img) in (5, 6, 7, 8) else (w, h)
         for k in reversed(JPEG_SCALES[1:]):
-            if input_factor(detector, *_scaled(full, k)) <= 1.0:
+            if input_factor(detector, *_scaled(full, k)) * DETECTOR_OVERSAMPLE <= 1.0:
                 scale = k
                 break
     rgb, used = decode_opened(img, source, scale=scale)
@@ -138,14 +147,14 @@ def _crop_size(box: Sequence[float], margin: float, size: tuple[int, int]) -> tu
 def crop_scale(
     photo: Photo, boxes: Sequence[Sequence[float]], margin: float, spec: PreprocessSpec
 ) -> int:
-    """The coarsest scale (no coarser than ``photo.scale``) at which every crop still
-    shrinks into the classifier input ``spec``; 1 when some crop is smaller than it even
-    at full size."""
+    """The coarsest scale (no coarser than ``photo.scale``) at which every crop is
+    enlarged by at most :data:`MAX_ENLARGEMENT` into the classifier input ``spec``; 1 when
+    some crop needs more even at full size."""
     scale = photo.scale
     for box in boxes:
         cw, ch = _crop_size(box, margin, photo.size)
-        while (
-            scale > 1 and input_factor(spec, math.floor(cw / scale), math.floor(ch / scale)) > 1.0
+        while scale > 1 and (
+            input_factor(spec, math.floor(cw / scale), math.floor(ch / scale)) > MAX_ENLARGEMENT
         ):
             scale //= 2
     return scale

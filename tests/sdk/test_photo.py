@@ -61,19 +61,19 @@ def test_small_jpeg_is_decoded_exactly_as_before() -> None:
 def test_big_jpeg_is_decoded_as_coarsely_as_the_detector_allows() -> None:
     data = _jpeg(_photo(4032, 3024))
     photo = _load(data)
-    assert photo.scale == 8 and photo.size == (4032, 3024)
-    assert photo.rgb.shape == (378, 504, 3)  # still shrinks into 448x448
-    assert input_factor(DET, 504, 378) <= 1.0 < input_factor(DET, 252, 189)
+    assert photo.scale == 4 and photo.size == (4032, 3024)
+    assert photo.rgb.shape == (756, 1008, 3)  # twice the 448x448 input (DETECTOR_OVERSAMPLE)
+    assert 2 * input_factor(DET, 1008, 756) <= 1.0 < 2 * input_factor(DET, 504, 378)
     assert np.array_equal(photo.pixels(1), load_image(data))
-    assert np.array_equal(photo.pixels(8), decode_bytes(data, 64_000_000, "x", scale=8))
+    assert np.array_equal(photo.pixels(4), decode_bytes(data, 64_000_000, "x", scale=4))
     with pytest.raises(ValueError):
-        photo.pixels(16)
+        photo.pixels(8)  # coarser than decoded
 
 
 def test_middle_sizes_pick_the_coarsest_sufficient_scale() -> None:
-    assert _load(_jpeg(_photo(1280, 960))).scale == 2  # 640x480; 1/4 = 320 < 448
-    assert _load(_jpeg(_photo(1000, 750))).scale == 2  # 500x375
-    assert _load(_jpeg(_photo(880, 660))).scale == 1  # 440 < 448: full size
+    assert _load(_jpeg(_photo(2000, 1500))).scale == 2  # 1000x750 >= 2 x 448
+    assert _load(_jpeg(_photo(1792, 1344))).scale == 2  # exactly 2 x 448
+    assert _load(_jpeg(_photo(1780, 1335))).scale == 1  # 890 < 896: full size
 
 
 def test_png_arrays_and_no_detector_stay_full_size() -> None:
@@ -90,13 +90,13 @@ def test_exif_orientation_at_every_scale(orientation: int) -> None:
     data = _jpeg(_photo(2400, 1600), orientation)
     photo = _load(data)
     full = load_image(data)
-    assert photo.scale == 4
+    assert photo.scale == 2
     assert photo.size == (full.shape[1], full.shape[0])
-    assert photo.rgb.shape[:2] == (-(-full.shape[0] // 4), -(-full.shape[1] // 4))
+    assert photo.rgb.shape[:2] == (-(-full.shape[0] // 2), -(-full.shape[1] // 2))
     assert np.array_equal(photo.pixels(1), full)
     # the coarse pixels are the full-size ones, averaged: same picture, same way up
-    small = full[: photo.rgb.shape[0] * 4, : photo.rgb.shape[1] * 4].astype(np.float32)
-    pooled = small.reshape(photo.rgb.shape[0], 4, photo.rgb.shape[1], 4, 3).mean(axis=(1, 3))
+    small = full[: photo.rgb.shape[0] * 2, : photo.rgb.shape[1] * 2].astype(np.float32)
+    pooled = small.reshape(photo.rgb.shape[0], 2, photo.rgb.shape[1], 2, 3).mean(axis=(1, 3))
     assert np.abs(pooled - photo.rgb).mean() < 3.0
 
 
@@ -110,7 +110,7 @@ def test_truncated_big_jpeg_is_a_typed_error_at_any_scale() -> None:
 
 
 def test_boxes_map_to_full_size_and_clip() -> None:
-    photo = Photo(np.zeros((378, 504, 3), np.uint8), 8, (4030, 3020), b"x", 1, "x")
+    photo = Photo(np.zeros((378, 504, 3), np.uint8), 8, (4030, 3020), b"x", 1, "x")  # 1/8
     boxes = np.array([[10, 20, 30, 40], [500, 370, 504, 378]], np.float32)
     out = to_full(boxes, photo)
     assert out[0].tolist() == [80, 160, 240, 320]
