@@ -442,7 +442,6 @@ class Identifier:
             mode=mode,
             detect=self._detect if self._det is not None else None,
             crop_margin=self._bundle.manifest.thresholds.crop_margin,
-            classifier=self._bundle.manifest.classifier.preprocessing,
             start=start,
             timings=timings,
         )

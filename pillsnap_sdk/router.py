@@ -16,7 +16,6 @@ import numpy as np
 import numpy.typing as npt
 
 from .photo import Photo, take_crops, to_full
-from .preprocessing import PreprocessSpec
 from .results import BBox
 from .stages import Detections
 
@@ -46,14 +45,13 @@ def route(
     mode: str,
     detect: Callable[[U8, dict[str, float]], Detections] | None,
     crop_margin: float,
-    classifier: PreprocessSpec,
     start: float,
     timings: dict[str, float],
 ) -> Plan:
     """Decide how ``photo`` is classified. ``detect`` is ``None`` when the bundle has no
     detector; it runs on ``photo.rgb`` and fills ``timings`` with its own stages. Crops are
-    cut from full-size boxes as finely as the ``classifier`` input needs
-    (:func:`~.photo.take_crops`; a finer decode it needs is added to ``decode``)."""
+    cut from full-size boxes as finely as the classifier needs (:func:`~.photo.take_crops`;
+    a finer decode it needs is added to ``decode``)."""
     rgb = photo.rgb
     plan = Plan(start=start, size=photo.size, timings=timings)
     if mode == "single" or detect is None:
@@ -70,7 +68,7 @@ def route(
     else:
         plan.mode_used = "combo" if (mode == "combo" or len(det.scores) >= 2) else "single"
         boxes = [tuple(float(v) for v in box) for box in to_full(det.boxes, photo)]
-        plan.crops += take_crops(photo, boxes, crop_margin, classifier, timings)
+        plan.crops += take_crops(photo, boxes, crop_margin, timings)
         for (x1, y1, x2, y2), score in zip(boxes, det.scores, strict=True):
             plan.boxes.append((BBox(x1=x1, y1=y1, x2=x2, y2=y2), float(score)))
     timings["crop"] = (time.perf_counter() - t) * 1000.0 - timings.pop("_redecode", 0.0)

@@ -2,7 +2,7 @@
 
 Why: the speed-up must not change what a small photo gets (same pixels, same results),
 must report boxes in full-size pixels, must honour EXIF orientation and the input limits
-at every scale, and must give a small pill its crop at the resolution the classifier needs.
+at every scale, and must give a pill too small for the coarse decode a crop from a finer one.
 """
 
 from __future__ import annotations
@@ -18,12 +18,19 @@ from pillsnap_sdk import Identifier
 from pillsnap_sdk.decode import decode_bytes
 from pillsnap_sdk.errors import InvalidImageError
 from pillsnap_sdk.image import load_image
-from pillsnap_sdk.photo import Photo, crop_scale, input_factor, load_photo, take_crops, to_full
+from pillsnap_sdk.photo import (
+    MIN_CROP_SIDE,
+    Photo,
+    crop_scale,
+    input_factor,
+    load_photo,
+    take_crops,
+    to_full,
+)
 from pillsnap_sdk.preprocessing import PreprocessSpec, crop_with_margin
 from tests.tinymodels import quadrant_image
 
 DET = PreprocessSpec(resize="letterbox", size=(448, 448))
-CLS = PreprocessSpec(resize="letterbox", size=(224, 224))
 
 
 def _jpeg(rgb: np.ndarray, orientation: int | None = None, quality: int = 92) -> bytes:
@@ -117,21 +124,25 @@ def test_boxes_map_to_full_size_and_clip() -> None:
     assert out[1].tolist() == [4000, 2960, 4030, 3020]
 
 
-def test_small_pills_get_full_size_crops_big_ones_coarse() -> None:
+def test_tiny_pills_get_finer_crops_others_come_from_the_coarse_decode() -> None:
     data = _jpeg(_photo(4032, 3024))
-    photo = _load(data)
+    photo = _load(data)  # 1/4
     full = load_image(data)
-    small_pill = (1000.0, 1000.0, 1150.0, 1120.0)  # 150 px: crop ~195 px < 224
-    big_pill = (2000.0, 1000.0, 3000.0, 1800.0)  # crop 1300 px: 1/4 fills 224, 1/8 not
-    assert crop_scale(photo, [big_pill], 0.15, CLS) == 4
-    assert crop_scale(photo, [small_pill], 0.15, CLS) == 1
-    assert crop_scale(photo, [big_pill, small_pill], 0.15, CLS) == 1
+    pill = (1000.0, 1000.0, 1150.0, 1120.0)  # crop ~195 px: 48 px at 1/4 >= MIN_CROP_SIDE
+    tiny = (2000.0, 1000.0, 2080.0, 1060.0)  # crop ~104 px: 26 px at 1/4, 52 at 1/2
+    speck = (3000.0, 2000.0, 3030.0, 2020.0)  # crop ~39 px: full size
+    assert MIN_CROP_SIDE == 32
+    assert crop_scale(photo, [pill], 0.15) == 4
+    assert crop_scale(photo, [pill, tiny], 0.15) == 2
+    assert crop_scale(photo, [speck, pill], 0.15) == 1
+    (coarse,) = take_crops(photo, [pill], 0.15)
+    assert np.array_equal(coarse, crop_with_margin(photo.rgb, tuple(v / 4 for v in pill), 0.15))
     timings: dict[str, float] = {"decode": 1.0}
-    crops = take_crops(photo, [small_pill, big_pill], 0.15, CLS, timings)
-    assert np.array_equal(crops[0], crop_with_margin(full, small_pill, 0.15))
+    crops = take_crops(photo, [speck, pill], 0.15, timings)
+    assert np.array_equal(crops[0], crop_with_margin(full, speck, 0.15))
     assert timings["decode"] > 1.0  # the finer decode is counted as decoding
-    (coarse,) = take_crops(photo, [big_pill], 0.15, CLS)
-    assert 224 <= max(coarse.shape[:2]) < 1300  # letterbox: the long side fills the input
+    half = take_crops(photo, [tiny], 0.15)[0]
+    assert 32 <= max(half.shape[:2]) <= 60
 
 
 def test_identify_on_a_big_jpeg_reports_full_size_geometry(tiny_bundle: Path) -> None:
