@@ -15,6 +15,8 @@ Layout, one job per module:
 - :mod:`.timing`      rounds, percentiles, interleaving, paired ratios
 - :mod:`.scenes`      the two photos (one pill, many pills) and the bundle as seen by each
 - :mod:`.floor`       the bare-onnxruntime floor
+- :mod:`.floorsearch` the fastest bare configuration on this machine: the bench's floor
+- :mod:`.bigphoto`    a 12 MP JPEG of the multi-pill scene against the photo itself
 - :mod:`.stages`      the SDK against the floors on one photo, with its stage breakdown
 - :mod:`.throughput`  images per second through one Identifier
 - :mod:`.coldstart`   fresh-process cold start and peak RSS
