@@ -273,9 +273,16 @@ def build_int8(
     input_name: str,
     calibration: F32 | Sequence[F32],
     options: Int8Options | None = None,
+    *,
+    calibration_cache: Path | None = None,
 ) -> Int8Build:
     """Write a static INT8 QDQ model of ``src`` to ``dst``, calibrated on ``calibration``
-    (crops as one array, or already in batches), with ``options.keep_float`` in float."""
+    (crops as one array, or already in batches), with ``options.keep_float`` in float.
+
+    ``calibration_cache`` (onnxruntime >= 1.23) keeps the activation ranges in a file and
+    reuses them: the ranges depend on the model, crops and method, not on which layers
+    stay float, so a sweep over ``keep_float`` calibrates once per method.
+    """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -301,6 +308,7 @@ def build_int8(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[opts.calibration]
+    cache = {} if calibration_cache is None else {"calibration_cache_path": calibration_cache}
     try:
         quantize_static(
             str(pre),
@@ -317,6 +325,7 @@ def build_int8(
                 "CalibStridedMinMax": _stride(len(batches)),
                 "CalibPercentile": opts.percentile,
             },
+            **cache,
         )
     finally:
         pre.unlink(missing_ok=True)
