@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 F32 = npt.NDArray[np.float32]
-KeepFloat = Literal["stem", "last_conv", "head", "depthwise"]
+KeepFloat = Literal["stem", "first_block", "last_conv", "head", "depthwise"]
 CalibrationName = Literal["minmax", "entropy", "percentile"]
 
 #: Ops that carry a layer's weights (what "a layer" is for keep-float purposes).
@@ -72,9 +72,11 @@ class Int8Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    #: Layer roles kept in float: ``stem`` (first conv + activation), ``last_conv`` (the
-    #: conv before global pooling), ``head`` (the final Gemm/MatMul and the pooling in front of it), ``depthwise`` (every
-    #: depthwise conv: little compute, per-channel ranges that vary most).
+    #: Layer roles kept in float: ``stem`` (first conv + activation), ``first_block``
+    #: (the layers reading the stem's output, so that output is not rounded either),
+    #: ``last_conv`` (the conv before global pooling), ``head`` (the final Gemm/MatMul and
+    #: the pooling in front of it), ``depthwise`` (every depthwise conv: little compute,
+    #: per-channel ranges that vary most).
     keep_float: list[KeepFloat] = Field(default_factory=lambda: ["stem", "head"])
     #: Activation ranges: ``minmax`` (observed extremes), ``entropy`` (KL-optimal
     #: clipping), ``percentile`` (clip at ``percentile`` of |x|).
@@ -157,6 +159,8 @@ class _Graph:
         if group == "stem":
             first = self._first_compute()
             return self._with_followers(first) if first is not None else []
+        if group == "first_block":
+            return self._fed_by_stem()
         if group == "head":
             head = self._head()
             return self._pooling_before(head) + self._with_followers(head) if head else []
@@ -192,6 +196,23 @@ class _Graph:
                     return n
                 n = self._data_producer(n)
         return None
+
+    def _fed_by_stem(self) -> list[str]:
+        """The weight layers reading the stem's output (and their activations): kept in
+        float with the stem, the stem's output is never rounded to 8 bits."""
+        first = self._first_compute()
+        if first is None:
+            return []
+        stem = set(self._with_followers(first))
+        out: list[str] = []
+        for n in self.nodes:
+            if n.name in stem or n.op_type not in _COMPUTE:
+                continue
+            if any(
+                self.producer.get(i) is not None and self.producer[i].name in stem for i in n.input
+            ):
+                out += [m for m in self._with_followers(n) if m not in out]
+        return out
 
     def _pooling_before(self, head: Any) -> list[str]:
         """The pooling/flatten ops between the last conv and ``head``: left quantized,

@@ -80,6 +80,7 @@ def test_roles_are_found_by_structure_not_by_name(tmp_path: Path, prefix: str) -
     assert keep_float_nodes(model, ["head"]) == [f"{p}pool", f"{p}flatten", f"{p}fc"]
     assert keep_float_nodes(model, ["last_conv"]) == [f"{p}pw_conv", f"{p}pw_act"]
     assert keep_float_nodes(model, ["depthwise"]) == [f"{p}dw_conv"]
+    assert keep_float_nodes(model, ["first_block"]) == [f"{p}dw_conv", f"{p}dw_act"]
     both = keep_float_nodes(model, ["stem", "head", "stem"])
     assert both == [f"{p}stem_conv", f"{p}stem_act", f"{p}pool", f"{p}flatten", f"{p}fc"]
 
