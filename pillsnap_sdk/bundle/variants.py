@@ -11,11 +11,22 @@ other file: a tampered variant never reaches onnxruntime.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from ..errors import InvalidArgumentError
 from .loader import Bundle
 
-__all__ = ["available_precisions", "select_precision"]
+__all__ = ["PRECISION_ENV", "available_precisions", "precision_from_env", "select_precision"]
+
+#: Environment variable read when no precision is given (worker processes, ``pillsnap
+#: serve``): one setting reaches every Identifier a deployment builds.
+PRECISION_ENV = "PILLSNAP_PRECISION"
+
+
+def precision_from_env() -> str | None:
+    """``$PILLSNAP_PRECISION`` (stripped), or None when unset or empty."""
+    value = os.environ.get(PRECISION_ENV, "").strip()
+    return value or None
 
 
 def available_precisions(bundle: Bundle) -> list[str]:
@@ -29,12 +40,16 @@ def available_precisions(bundle: Bundle) -> list[str]:
 def select_precision(bundle: Bundle, precision: str | None) -> Bundle:
     """``bundle`` with its ``precision`` classifier variant as the classifier (in memory).
 
-    ``None`` or the classifier's own precision returns ``bundle`` unchanged. A precision
+    ``None`` means ``$PILLSNAP_PRECISION``, else the bundle's own classifier; that or the
+    classifier's own precision returns ``bundle`` unchanged. A precision
     the bundle does not ship is an :class:`InvalidArgumentError` naming the ones it has
     (never a silent fallback to fp32: the caller asked for other speed and accuracy).
     """
+    source = ""
     if precision is None:
-        return bundle
+        precision, source = precision_from_env(), f" (from ${PRECISION_ENV})"
+        if precision is None:
+            return bundle
     m = bundle.manifest
     if not isinstance(precision, str):
         raise InvalidArgumentError(
@@ -46,7 +61,7 @@ def select_precision(bundle: Bundle, precision: str | None) -> Bundle:
     if not found:
         have = ", ".join(available_precisions(bundle))
         raise InvalidArgumentError(
-            f"bundle {m.name} {m.version} has no {precision!r:.40} classifier; "
+            f"bundle {m.name} {m.version} has no {precision!r:.40} classifier{source}; "
             f"available: {have}"
         )
     variant = found[0]

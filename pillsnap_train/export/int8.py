@@ -92,6 +92,8 @@ class Int8Options(BaseModel):
     #: answers there than on a VNNI CPU or ARM. 7 bits cannot saturate: one accuracy on
     #: every CPU, the one the gate measured.
     reduce_range: bool = True
+    #: ``uint8`` weights (U8U8 kernels) avoid that saturation too, with 8 bits.
+    weight_type: Literal["int8", "uint8"] = "int8"
     #: Crops per calibration run (memory: each run keeps every activation of the batch).
     batch: int = Field(16, ge=1)
 
@@ -339,7 +341,7 @@ def build_int8(
             per_channel=opts.per_channel,
             reduce_range=opts.reduce_range,
             activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QUInt8 if opts.weight_type == "uint8" else QuantType.QInt8,
             nodes_to_exclude=kept,
             calibrate_method=method,
             extra_options={
