@@ -30,6 +30,7 @@ import numpy.typing as npt
 from .answers import pill_result
 from .bundle.loader import Bundle, load_bundle
 from .bundle.manifest import BundleManifest, LabelsFile
+from .bundle.variants import select_precision
 from .errors import InvalidArgumentError, PillsnapError
 from .image import DEFAULT_MAX_PIXELS, ChannelOrder, ImageInput, check_max_pixels, load_image
 from .postprocess import calibrated_softmax
@@ -128,6 +129,7 @@ class Identifier:
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         max_concurrent_runs: int = DEFAULT_CONCURRENT_RUNS,
         runners: Runners | None = None,
+        precision: str | None = None,
     ) -> Identifier:
         """Load, verify (sha256 of every file) and open a bundle directory or ``.zip``.
 
@@ -135,11 +137,13 @@ class Identifier:
         its decode may use); ``max_concurrent_runs`` bounds how many onnxruntime runs
         execute at once, whatever the number of caller threads. ``runners`` replaces
         onnxruntime for the classifier and/or detector (see :class:`Runners`).
+        ``precision`` (e.g. ``"int8"``; default ``$PILLSNAP_PRECISION``, else fp32) runs
+        the bundle's gated variant of the classifier (:mod:`.bundle.variants`).
         """
         check_max_pixels(max_image_pixels)
         check_providers(providers)
         return cls(
-            load_bundle(path),
+            select_precision(load_bundle(path), precision),
             providers=providers,
             intra_op_threads=intra_op_threads,
             strict_providers=strict_providers,
@@ -175,6 +179,7 @@ class Identifier:
         intra_op_threads: int | None = None,
         strict_providers: bool = False,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        precision: str | None = None,
     ) -> Identifier:
         """Open an installed bundle package by name, or a bundle zip from a pinned URL.
 
@@ -206,6 +211,7 @@ class Identifier:
             intra_op_threads=intra_op_threads,
             strict_providers=strict_providers,
             max_image_pixels=max_image_pixels,
+            precision=precision,
         )
 
     # -- lifecycle -----------------------------------------------------------------------

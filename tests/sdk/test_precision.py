@@ -104,7 +104,10 @@ def test_int8_loads_the_variant_file(with_int8: Path) -> None:
     assert idf.manifest.classifier.precision == "int8"
     assert _name(idf) == "green pill"  # the rolled model answered
     # preprocessing, thresholds and labels stay the bundle's
-    assert idf.manifest.classifier.preprocessing == load_bundle(with_int8).manifest.classifier.preprocessing
+    assert (
+        idf.manifest.classifier.preprocessing
+        == load_bundle(with_int8).manifest.classifier.preprocessing
+    )
 
 
 def test_precision_from_environment(with_int8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,7 +142,7 @@ def test_tampered_variant_file_is_refused(with_int8: Path, tmp_path: Path) -> No
     data[-1] ^= 0x01
     (bad / "classifier_int8.onnx").write_bytes(bytes(data))
     for precision in ("int8", None):  # the whole bundle is refused, not just the variant
-        with pytest.raises(BundleIntegrityError, match="classifier_int8.onnx"):
+        with pytest.raises(BundleIntegrityError, match=r"classifier_int8\.onnx"):
             Identifier.from_bundle(bad, precision=precision)
 
 
@@ -157,3 +160,19 @@ def test_cli_precision(with_int8: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert out["pills"][0]["candidates"][0]["name"] == "red pill"
     assert main([*args, "--precision", "fp16"]) != 0
     assert "available: fp32, int8" in capsys.readouterr().err
+
+
+def test_cli_precision_reaches_the_archive_path(with_int8: Path, tmp_path: Path) -> None:
+    import os
+
+    import cv2
+
+    photo = tmp_path / "red.png"
+    cv2.imwrite(str(photo), RED[..., ::-1])
+    out = tmp_path / "out.jsonl"
+    args = ["identify", str(photo), "--bundle", str(with_int8), "--mode", "single"]
+    assert main([*args, "--precision", "int8", "--jsonl", str(out)]) == 0
+    line = json.loads(out.read_text().splitlines()[0])
+    assert "green pill" in json.dumps(line)
+    assert "PILLSNAP_PRECISION" not in os.environ  # set for that run only
+    assert main([*args, "--precision", "fp16", "--jsonl", str(tmp_path / "x.jsonl")]) != 0
