@@ -151,7 +151,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     add.add_argument("bundle_dir", type=Path, metavar="BUNDLE_DIR", help="bundle dir or zip")
     add.add_argument("--config", required=True, help="the release config that built it")
-    add.add_argument("--version", help="new bundle version (default: next minor)")
+    add.add_argument(
+        "--version",
+        help="new bundle version (default: the config's if newer than the bundle's, else "
+        "the next minor)",
+    )
     add.add_argument(
         "-o", "--out", type=Path, help="output folder (default: the config's output_dir)"
     )

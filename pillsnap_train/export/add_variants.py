@@ -56,7 +56,8 @@ def add_variants(
     command: str = "",
 ) -> AddVariantsResult:
     """Build ``cfg.export.variants`` from the bundle's classifier, gate them, and write
-    ``out_dir/<name>`` (+ zip) as ``version`` with the released ones added."""
+    ``out_dir/<name>`` (+ zip) as ``version`` with the released ones added. ``version``
+    defaults to the config's when that is newer than the bundle's, else the next minor."""
     from ..release import Release
     from ..release.crops import crop_batches
     from ..release.workdir import GateFailure, log
@@ -76,7 +77,11 @@ def add_variants(
             f"dataset sha256 {ingest['dataset_sha256'][:12]} of {rel.work} is not the bundle's "
             f"({m.provenance.dataset_sha256[:12]}): its split would not be the bundle's"
         )
-    new_version = version or next_minor(m.version)
+    new_version = version or (
+        cfg.version
+        if parse_semver(cfg.version) > parse_semver(m.version)
+        else next_minor(m.version)
+    )
     if parse_semver(new_version) <= parse_semver(m.version):
         raise GateFailure(f"version {new_version} is not newer than the bundle's {m.version}")
     train_x, _ = crop_batches(rel, "train")

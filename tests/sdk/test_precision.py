@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tinymodels as tm
 from onnx import TensorProto, helper, numpy_helper
 
 from pillsnap_sdk import Identifier
@@ -21,7 +22,6 @@ from pillsnap_sdk.bundle.variants import available_precisions, select_precision
 from pillsnap_sdk.bundle.writer import write_bundle
 from pillsnap_sdk.cli import main
 from pillsnap_sdk.errors import BundleIntegrityError, InvalidArgumentError
-from tests import tinymodels as tm
 
 RED = np.zeros((48, 48, 3), np.uint8)
 RED[..., 0] = 230

@@ -23,9 +23,13 @@ from pillsnap_train.export.int8 import (
 SIZE = 32
 
 
-def small_convnet(path: Path, *, rename: str = "") -> Path:
+def small_convnet(
+    path: Path, *, rename: str = "", classes: int = 4, size: int = SIZE, wide: int = 1
+) -> Path:
     """input -> stem conv + Clip -> depthwise conv + Clip -> 1x1 conv + Relu -> GAP ->
-    Flatten -> Gemm -> logits (4 classes); ``rename`` prefixes every node name."""
+    Flatten -> Gemm -> logits; ``rename`` prefixes every node name; ``wide`` multiplies
+    the channels (weights large enough for int8 to be smaller than fp32)."""
+    c1, c3 = 8 * wide, 16 * wide
     rng = np.random.default_rng(0)
 
     def w(name: str, *shape: int) -> onnx.TensorProto:
@@ -40,7 +44,7 @@ def small_convnet(path: Path, *, rename: str = "") -> Path:
             "Conv", ["input", "w1"], ["c1"], "stem_conv", strides=[2, 2], pads=[1] * 4
         ),
         helper.make_node("Clip", ["c1", "lo", "hi"], ["a1"], "stem_act"),
-        helper.make_node("Conv", ["a1", "w2"], ["c2"], "dw_conv", group=8, pads=[1] * 4),
+        helper.make_node("Conv", ["a1", "w2"], ["c2"], "dw_conv", group=c1, pads=[1] * 4),
         helper.make_node("Clip", ["c2", "lo", "hi"], ["a2"], "dw_act"),
         helper.make_node("Conv", ["a2", "w3"], ["c3"], "pw_conv"),
         helper.make_node("Relu", ["c3"], ["a3"], "pw_act"),
@@ -53,14 +57,14 @@ def small_convnet(path: Path, *, rename: str = "") -> Path:
     graph = helper.make_graph(
         nodes,
         "small",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
         initializer=[
-            w("w1", 8, 3, 3, 3),
-            w("w2", 8, 1, 3, 3),
-            w("w3", 16, 8, 1, 1),
-            w("wf", 4, 16),
-            numpy_helper.from_array(np.zeros(4, np.float32), "bf"),
+            w("w1", c1, 3, 3, 3),
+            w("w2", c1, 1, 3, 3),
+            w("w3", c3, c1, 1, 1),
+            w("wf", classes, c3),
+            numpy_helper.from_array(np.zeros(classes, np.float32), "bf"),
             lo,
             hi,
         ],
