@@ -151,7 +151,7 @@ def test_unset_int8_block_keeps_the_dump_and_the_old_recipe() -> None:
     assert legacy.reduce_range is False
     new = ExportConfig.model_validate({"variants": ["int8"], "int8": {}})
     assert new.int8_options == Int8Options()
-    assert new.model_dump()["int8"]["keep_float"] == ["stem", "head"]
+    assert new.model_dump()["int8"]["keep_float"] == ["stem", "first_block", "head"]
     with pytest.raises(ValueError):
         ExportConfig.model_validate({"int8": {"keep_float": ["tail"]}})
 
