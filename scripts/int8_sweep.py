@@ -138,6 +138,17 @@ def sweep(args: argparse.Namespace) -> None:
                 }
                 rows.append(row)
                 print(_row(row), file=sys.stderr, flush=True)
+                _write(args.json_out, cfg, bundle, base, vy, calib, args, rows)
+    _write(args.json_out, cfg, bundle, base, vy, calib, args, rows)
+    print(_table(rows))
+
+
+def _write(
+    out: str | None, cfg: Any, bundle: Any, base: float, vy: Any, calib: F32, args: Any, rows: Any
+) -> None:
+    """The JSON so far (rewritten after every row: a long sweep can be stopped)."""
+    if not out:
+        return
     doc = {
         "date": datetime.now(UTC).isoformat(timespec="minutes"),
         "machine": f"{platform.machine()} {platform.processor()}, {_cpus()} CPUs",
@@ -148,9 +159,7 @@ def sweep(args: argparse.Namespace) -> None:
         "reduce_range": not args.full_range,
         "rows": rows,
     }
-    print(_table(rows))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n")
+    Path(out).write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def _quantize_static() -> Any:
