@@ -32,7 +32,7 @@ def precision_from_env() -> str | None:
 def available_precisions(bundle: Bundle) -> list[str]:
     """The classifier precisions this bundle ships: its own first, then its variants."""
     m = bundle.manifest
-    out = [m.classifier.precision]
+    out: list[str] = [m.classifier.precision]
     out += [v.precision for v in m.variants if v.role == "classifier" and v.precision not in out]
     return out
 

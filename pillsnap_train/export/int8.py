@@ -69,6 +69,9 @@ _POOLING = frozenset(
 )
 
 
+_DEFAULT_KEEP: tuple[KeepFloat, ...] = ("stem", "first_block", "head")
+
+
 class Int8Options(BaseModel):
     """How the INT8 classifier is built (``export.int8`` in a release config).
 
@@ -84,7 +87,7 @@ class Int8Options(BaseModel):
     #: ``last_conv`` (the conv before global pooling), ``head`` (the final Gemm/MatMul and
     #: the pooling in front of it), ``depthwise`` (every depthwise conv: little compute,
     #: per-channel ranges that vary most).
-    keep_float: list[KeepFloat] = Field(default_factory=lambda: ["stem", "first_block", "head"])
+    keep_float: list[KeepFloat] = Field(default_factory=lambda: list(_DEFAULT_KEEP))
     #: Activation ranges: ``minmax`` (observed extremes), ``entropy`` (KL-optimal
     #: clipping), ``percentile`` (clip at ``percentile`` of |x|).
     calibration: CalibrationName = "minmax"
