@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .batch.inputs import expand_inputs
 from .bundle.loader import load_bundle
+from .bundle.variants import PRECISION_ENV, select_precision
 from .defaults import default_bundle_path, resolve_bundle
 from .errors import BundleError, InvalidArgumentError, InvalidImageError, PillsnapError
 from .pipeline import Identifier
@@ -176,6 +177,11 @@ def _parser() -> argparse.ArgumentParser:
         "(default: $PILLSNAP_THREADS, else onnxruntime's)",
     )
     ident.add_argument("--providers", type=_provider_list, help=_PROVIDERS_HELP)
+    ident.add_argument(
+        "--precision",
+        help="classifier precision variant of the bundle, e.g. int8 (default: "
+        "$PILLSNAP_PRECISION, else the bundle's fp32 model)",
+    )
     ident.add_argument(
         "--jsonl",
         type=Path,
@@ -337,7 +343,23 @@ def _identify(args: argparse.Namespace) -> int:
     if args.jsonl or args.workers > 1:
         from .batch.cli import identify_jsonl
 
-        return identify_jsonl(args)
+        if not args.precision:
+            return identify_jsonl(args)
+        # Checked here (a worker's failed start would stop the pool), then handed to the
+        # workers, which read $PILLSNAP_PRECISION, for this run only.
+        select_precision(
+            load_bundle(resolve_bundle(args.bundle) if args.bundle else default_bundle_path()),
+            args.precision,
+        )
+        old = os.environ.get(PRECISION_ENV)
+        os.environ[PRECISION_ENV] = args.precision
+        try:
+            return identify_jsonl(args)
+        finally:
+            if old is None:
+                os.environ.pop(PRECISION_ENV, None)
+            else:
+                os.environ[PRECISION_ENV] = old
     quiet = bool(getattr(args, "quiet", False))
     items = list(expand_inputs(args.images))
     if not items:
@@ -349,6 +371,7 @@ def _identify(args: argparse.Namespace) -> int:
         intra_op_threads=args.threads,
         providers=args.providers,
         strict_providers=args.providers is not None,
+        precision=args.precision,
     )
     logging.getLogger("pillsnap_sdk").info(
         "bundle %s %s from %s", idf.manifest.name, idf.manifest.version, source

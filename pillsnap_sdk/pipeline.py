@@ -31,6 +31,7 @@ import numpy.typing as npt
 from .answers import build_results
 from .bundle.loader import Bundle, load_bundle
 from .bundle.manifest import BundleManifest, LabelsFile
+from .bundle.variants import select_precision
 from .errors import InvalidArgumentError, PillsnapError
 from .image import (
     DEFAULT_MAX_PIXELS,
@@ -137,6 +138,7 @@ class Identifier:
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         max_concurrent_runs: int = DEFAULT_CONCURRENT_RUNS,
         runners: Runners | None = None,
+        precision: str | None = None,
     ) -> Identifier:
         """Load, verify (sha256 of every file) and open a bundle directory or ``.zip``.
 
@@ -144,11 +146,13 @@ class Identifier:
         its decode may use); ``max_concurrent_runs`` bounds how many onnxruntime runs
         execute at once, whatever the number of caller threads. ``runners`` replaces
         onnxruntime for the classifier and/or detector (see :class:`Runners`).
+        ``precision`` (e.g. ``"int8"``; default ``$PILLSNAP_PRECISION``, else fp32) runs
+        the bundle's gated variant of the classifier (:mod:`.bundle.variants`).
         """
         check_max_pixels(max_image_pixels)
         check_providers(providers)
         return cls(
-            load_bundle(path),
+            select_precision(load_bundle(path), precision),
             providers=providers,
             intra_op_threads=intra_op_threads,
             strict_providers=strict_providers,
@@ -184,6 +188,7 @@ class Identifier:
         intra_op_threads: int | None = None,
         strict_providers: bool = False,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        precision: str | None = None,
     ) -> Identifier:
         """Open an installed bundle package by name, or a bundle zip from a pinned URL.
 
@@ -215,6 +220,7 @@ class Identifier:
             intra_op_threads=intra_op_threads,
             strict_providers=strict_providers,
             max_image_pixels=max_image_pixels,
+            precision=precision,
         )
 
     # -- lifecycle -----------------------------------------------------------------------

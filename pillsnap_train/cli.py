@@ -65,8 +65,12 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 def main(argv: Sequence[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)
-    if args.command == "bundle":
+    if args.command == "bundle" and args.bundle_command == "wheel":
         return _bundle_wheel(args.bundle_dir, args.out)
+    if args.command == "bundle":
+        from .export.add_variants import add_variants_command
+
+        return add_variants_command(args)
     try:
         return _train_command(args)
     except ModuleNotFoundError as exc:
@@ -135,6 +139,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     wheel.add_argument("bundle_dir", type=Path, metavar="BUNDLE_DIR", help="bundle dir or zip")
     wheel.add_argument("-o", "--out", type=Path, default=Path("dist"), help="output folder")
+    add = bsub.add_parser(
+        "add-variants",
+        help="add gated precision variants to a published bundle (no retraining)",
+        description="Build the config's export.variants from the bundle's fp32 classifier "
+        "(int8 calibrated on training crops), gate them on the validation crops of the "
+        "config's work_dir (run `pillsnap-train ingest --config CONFIG` first), and write "
+        "the bundle with the released ones as a new minor version; the fp32 models, labels "
+        "and thresholds stay byte-identical. Exit 1 when no variant passes its gate.",
+        formatter_class=_Formatter,
+    )
+    add.add_argument("bundle_dir", type=Path, metavar="BUNDLE_DIR", help="bundle dir or zip")
+    add.add_argument("--config", required=True, help="the release config that built it")
+    add.add_argument(
+        "--version",
+        help="new bundle version (default: the config's if newer than the bundle's, else "
+        "the next minor)",
+    )
+    add.add_argument(
+        "-o", "--out", type=Path, help="output folder (default: the config's output_dir)"
+    )
     return p
 
 

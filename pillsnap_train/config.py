@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from .classifier.train import ClassifierConfig
+from .export.int8 import Int8Options
 
 __all__ = [
     "CalibrationConfig",
@@ -112,7 +113,30 @@ class CalibrationConfig(_Cfg):
 
 class ExportConfig(_Cfg):
     variants: list[Literal["fp16", "int8"]] = Field(default_factory=lambda: ["fp16", "int8"])  # type: ignore[arg-type]
+    #: Crops of an INT8 build when ``int8`` is unset (the 2.0.0 recipe: every layer
+    #: quantized, min-max ranges). Superseded by ``int8.calibration_crops``.
     int8_calibration_crops: int = 128
+    #: How the INT8 classifier is built (layers kept in float, calibration method and
+    #: crops, per-channel weights). Unset, the 2.0.0 recipe is rebuilt as it was and the
+    #: key is left out of the config's dump, so existing work dirs keep their hash;
+    #: ``int8: {}`` selects the measured best (:class:`Int8Options`' defaults).
+    int8: Int8Options | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_int8(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("int8") is None:
+            data.pop("int8", None)
+        return data
+
+    @property
+    def int8_options(self) -> Int8Options:
+        """The INT8 build settings: ``int8``, or the 2.0.0 recipe when it is unset."""
+        if self.int8 is not None:
+            return self.int8
+        return Int8Options(
+            keep_float=[], calibration_crops=self.int8_calibration_crops, reduce_range=False
+        )
 
 
 class GateConfig(_Cfg):

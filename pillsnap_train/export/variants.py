@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-__all__ = ["VariantReport", "gate_variant", "make_fp16", "make_int8", "measure_onnx"]
+from .int8 import Int8Options, build_int8, calibration_sample
+
+__all__ = [
+    "VariantReport",
+    "build_and_gate",
+    "gate_variant",
+    "make_fp16",
+    "make_int8",
+    "measure_onnx",
+    "variant_table",
+]
 
 F32 = npt.NDArray[np.float32]
 
@@ -32,38 +43,16 @@ def make_fp16(src: Path, dst: Path) -> Path:
     return dst
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over preprocessed real crops."""
-
-    def __init__(self, input_name: str, batches: Sequence[F32]) -> None:
-        self._items = iter([{input_name: b} for b in batches])
-
-    def get_next(self) -> dict[str, F32] | None:
-        return next(self._items, None)
-
-
-def make_int8(src: Path, dst: Path, input_name: str, calibration: Sequence[F32]) -> Path:
-    """Static INT8 in QDQ format, per-channel weights, calibrated on real crops."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    pre = dst.with_suffix(".pre.onnx")
-    try:
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        base = pre
-    except Exception:  # pre-processing is an optimisation only
-        base = src
-    quantize_static(
-        str(base),
-        str(dst),
-        _Reader(input_name, calibration),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
-    pre.unlink(missing_ok=True)
-    return dst
+def make_int8(
+    src: Path,
+    dst: Path,
+    input_name: str,
+    calibration: F32 | Sequence[F32],
+    options: Int8Options | None = None,
+) -> Path:
+    """Static INT8 in QDQ format, calibrated on real crops (see :mod:`.int8`; ``None``:
+    its best measured settings)."""
+    return build_int8(src, dst, input_name, calibration, options).path
 
 
 def measure_onnx(
@@ -148,3 +137,75 @@ def gate_variant(
         accurate and better,
         reason,
     )
+
+
+def build_and_gate(
+    fp32: Path,
+    precisions: Sequence[str],
+    *,
+    input_name: str,
+    val: tuple[F32, npt.NDArray[np.int64]],
+    train_x: F32,
+    int8: Int8Options,
+    seed: int,
+    max_top1_drop: float,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Build each precision beside ``fp32`` and gate it on the validation crops ``val``.
+
+    INT8 is calibrated on ``int8.calibration_crops`` crops of ``train_x`` (seeded), never
+    on validation crops: the gate would otherwise score ranges fitted to its own test
+    set. A variant that cannot be built is reported, not released. Shared by the
+    release's ``variants`` step and ``pillsnap-train bundle add-variants``.
+    """
+    x, y = val
+    eval_batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, len(x), 64)]
+    timing = x[:8] if len(x) else np.zeros((8, *train_x.shape[1:]), np.float32)
+    calib = calibration_sample(train_x, int8.calibration_crops, seed)
+    reports: list[dict[str, Any]] = []
+    for precision in precisions:
+        dst = fp32.with_name(f"classifier_{precision}.onnx")
+        build: dict[str, Any] = {}
+        try:
+            if precision == "fp16":
+                make_fp16(fp32, dst)
+            else:
+                made = build_int8(fp32, dst, input_name, calib, int8)
+                build = {**int8.model_dump(), "n_calibration": len(calib)}
+                build["kept_float_nodes"] = list(made.kept_float)
+            rep = gate_variant(
+                precision, dst, fp32, input_name, eval_batches, timing, max_top1_drop=max_top1_drop
+            )
+            reports.append({**asdict(rep), "build": build})
+        except Exception as exc:  # a variant that cannot be built is simply not released
+            reports.append(
+                {
+                    "precision": precision,
+                    "file": dst.name,
+                    "top1": 0.0,
+                    "top1_drop": 1.0,
+                    "latency_ms": 0.0,
+                    "speedup": 0.0,
+                    "size_bytes": 0,
+                    "size_ratio": 0.0,
+                    "released": False,
+                    "reason": f"build failed: {exc}"[:200],
+                }
+            )
+        log(f"variant {precision}: {reports[-1]['reason']}")
+    return reports
+
+
+def variant_table(variants: Sequence[dict[str, Any]]) -> list[str]:
+    """The model card's "Precision variants" table (header and one row per variant)."""
+    lines = [
+        "| precision | top-1 | drop (pt) | latency (ms) | speed-up | size | released | why |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        lines.append(
+            f"| {v['precision']} | {100 * v['top1']:.1f} % | {100 * v['top1_drop']:.2f} | "
+            f"{v['latency_ms']:.1f} | {v['speedup']:.2f}x | {v['size_bytes'] / 1e6:.1f} MB | "
+            f"{'yes' if v['released'] else 'no'} | {v['reason']} |"
+        )
+    return lines
