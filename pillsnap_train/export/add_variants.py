@@ -60,10 +60,8 @@ def add_variants(
     ``out_dir/<name>`` (+ zip) as ``version`` with the released ones added. ``version``
     defaults to the config's when that is newer than the bundle's, else the next minor."""
     from ..release import Release
-    from ..release.crops import crop_batches
-    from ..release.workdir import GateFailure, log
-    from .names import CLASSIFIER_INPUT
-    from .variants import build_and_gate
+    from ..release.variants import build_gated_variants
+    from ..release.workdir import GateFailure
 
     bundle = load_bundle(bundle_path)
     m = bundle.manifest
@@ -85,21 +83,10 @@ def add_variants(
     )
     if parse_semver(new_version) <= parse_semver(m.version):
         raise GateFailure(f"version {new_version} is not newer than the bundle's {m.version}")
-    train_x, _ = crop_batches(rel, "train")
     with tempfile.TemporaryDirectory(prefix="pillsnap-variants-") as tmp:
         fp32 = Path(tmp) / m.classifier.file
         fp32.write_bytes(bundle.model_bytes(m.classifier.file))
-        reports = build_and_gate(
-            fp32,
-            cfg.export.variants,
-            input_name=CLASSIFIER_INPUT,
-            val=crop_batches(rel, "val"),
-            train_x=train_x,
-            int8=cfg.export.int8_options,
-            seed=cfg.seed,
-            max_top1_drop=cfg.gates.max_variant_top1_drop,
-            log=log,
-        )
+        reports = build_gated_variants(rel, fp32)
         released = [r for r in reports if r["released"]]
         if not released:
             return AddVariantsResult(reports, None, None, new_version)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..export.names import CLASSIFIER_INPUT
 from .crops import crop_batches
@@ -10,18 +11,25 @@ from .data import ReleaseData
 from .results import ExportResult, VariantsResult
 from .workdir import log
 
-__all__ = ["variants"]
+__all__ = ["build_gated_variants", "variants"]
 
 
 def variants(data: ReleaseData, exp: ExportResult) -> VariantsResult:
     """Build each configured precision from the fp32 export (int8 calibrated on seeded
     train crops, ``export.int8``) and gate it on the validation crops."""
+    return VariantsResult(variants=build_gated_variants(data, Path(exp.classifier)))
+
+
+def build_gated_variants(data: ReleaseData, fp32: Path) -> list[dict[str, Any]]:
+    """The config's variants of the fp32 classifier at ``fp32``, written beside it, each
+    with its gate report. One place for the release step and ``bundle add-variants``, so a
+    variant added later is built and gated exactly as a release would."""
     from ..export.variants import build_and_gate
 
     cfg = data.cfg
     train_x, _ = crop_batches(data, "train")
-    reports = build_and_gate(
-        Path(exp.classifier),
+    return build_and_gate(
+        fp32,
         cfg.export.variants,
         input_name=CLASSIFIER_INPUT,
         val=crop_batches(data, "val"),
@@ -31,4 +39,3 @@ def variants(data: ReleaseData, exp: ExportResult) -> VariantsResult:
         max_top1_drop=cfg.gates.max_variant_top1_drop,
         log=log,
     )
-    return VariantsResult(variants=reports)
