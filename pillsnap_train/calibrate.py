@@ -213,13 +213,22 @@ class DetectorThreshold:
 
 
 def choose_detector_threshold(
-    per_image: Sequence[tuple[F32, F32, F32]], iou_threshold: float = 0.5
+    per_image: Sequence[tuple[F32, F32, F32]],
+    iou_threshold: float = 0.5,
+    *,
+    recall_weight: float = 1.0,
 ) -> DetectorThreshold:
-    """Confidence threshold maximising F1 over val images; also AP@0.5 (all-point).
+    """Confidence threshold maximising F-beta (``beta = recall_weight``; 1: F1) over val
+    images; also AP@0.5 (all-point). ``f1`` of the result is that F-beta.
 
     ``per_image`` holds (pred boxes, scores, true boxes) with predictions made at a low
-    threshold so that the sweep sees the whole precision-recall curve.
+    threshold so that the sweep sees the whole precision-recall curve. Why a recall
+    weight: a pill the detector misses can never be named, while a box on no pill is
+    answered "unknown" by the classifier's abstention (pill-free crops are rejected), so
+    a pipeline may trade some false boxes for recall.
     """
+    if not recall_weight > 0:
+        raise ValueError(f"recall_weight must be > 0, got {recall_weight!r}")
     all_scores, all_tp = [], []
     n_truth = 0
     for pred, scores, truth in per_image:
@@ -235,7 +244,8 @@ def choose_detector_threshold(
     ctp = np.cumsum(tp)
     prec = ctp / np.arange(1, len(tp) + 1)
     rec = ctp / n_truth
-    f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-9)
+    b2 = recall_weight * recall_weight
+    f1 = (1 + b2) * prec * rec / np.maximum(b2 * prec + rec, 1e-9)
     # Only cut between distinct scores: a cut inside a run of ties is not realisable.
     last_of_run = np.append(scores[1:] < scores[:-1], True)
     best = int(np.where(last_of_run, f1, -1.0).argmax())

@@ -109,6 +109,18 @@ class CalibrationConfig(_Cfg):
     max_confident_wrong: float | None = Field(default=None, ge=0.0, le=1.0)
     nms_iou: float = 0.5
     max_detections: int = 100
+    #: Detector threshold: maximise F-beta with this beta over the detector validation
+    #: photos (1: F1, the <= 2.1.0 rule; 2: recall counts twice). A missed pill can never
+    #: be named; a box on no pill comes back "unknown". Left out of the config's dump at
+    #: 1.0, so existing work dirs keep their hash.
+    detector_recall_weight: float = Field(default=1.0, gt=0.0, le=10.0)
+
+    @model_serializer(mode="wrap")
+    def _drop_default_recall_weight(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("detector_recall_weight") == 1.0:
+            data.pop("detector_recall_weight", None)
+        return data
 
 
 class ExportConfig(_Cfg):

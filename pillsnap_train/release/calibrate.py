@@ -95,7 +95,8 @@ def calibrate(data: ReleaseData, exp: ExportResult) -> CalibrateResult:
 
 
 def detector_threshold(data: ReleaseData, onnx_path: Path) -> DetectorThreshold:
-    """Threshold by max F1 on every detector validation photo (detector_sources too).
+    """Threshold by max F-beta (``calibration.detector_recall_weight``; 1: F1) on every
+    detector validation photo (detector_sources too).
 
     Candidates are every box above confidence 0.01 after the release's NMS, in source
     pixels, unfiltered by size.
@@ -108,4 +109,4 @@ def detector_threshold(data: ReleaseData, onnx_path: Path) -> DetectorThreshold:
             load_image(path), confidence=0.01, nms_iou=cc.nms_iou, max_detections=cc.max_detections
         )
         per_image.append((pred, scores, np.array(boxes, np.float32).reshape(-1, 4)))
-    return choose_detector_threshold(per_image)
+    return choose_detector_threshold(per_image, recall_weight=cc.detector_recall_weight)

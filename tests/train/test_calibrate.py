@@ -263,3 +263,35 @@ def test_detector_threshold_without_truth_or_predictions() -> None:
     truth = np.array([[0, 0, 1, 1]], np.float32)
     missed = choose_detector_threshold([(empty, none, truth)])
     assert missed.recall == 0.0 and missed.ap50 == 0.0
+
+
+def test_detector_threshold_recall_weight_trades_false_boxes_for_recall() -> None:
+    """Two truths; ranked TP 0.9, FP 0.8, FP 0.7, TP 0.6.
+
+    cut   prec  rec   F1     F2 = 5PR / (4P + R)
+    0.9   1     1/2   0.667  0.556
+    0.6   1/2   1     0.667  0.833   <- F2's choice (F1 keeps the first of a tie)
+    """
+    truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
+    pred = np.array(
+        [[0, 0, 10, 10], [100, 0, 110, 10], [200, 0, 210, 10], [20, 0, 30, 10]], np.float32
+    )
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    f1 = choose_detector_threshold([(pred, scores, truth)])
+    f2 = choose_detector_threshold([(pred, scores, truth)], recall_weight=2.0)
+    assert 0.8 < f1.threshold < 0.9 and f1.recall == pytest.approx(0.5)
+    assert 0.0 < f2.threshold < 0.6 and f2.recall == pytest.approx(1.0)
+    assert f2.f1 == pytest.approx(5 / 6)  # the F-beta that was maximised
+    assert f2.ap50 == f1.ap50  # AP does not depend on the cut
+    with pytest.raises(ValueError, match="recall_weight"):
+        choose_detector_threshold([(pred, scores, truth)], recall_weight=0.0)
+
+
+def test_detector_recall_weight_config_keeps_old_config_hashes() -> None:
+    from pillsnap_train.config import CalibrationConfig
+
+    old = CalibrationConfig()
+    assert "detector_recall_weight" not in old.model_dump_json()  # same hash as <= 2.1.0
+    assert CalibrationConfig(detector_recall_weight=2).model_dump()["detector_recall_weight"] == 2
+    with pytest.raises(ValueError):
+        CalibrationConfig(detector_recall_weight=0)
