@@ -82,6 +82,12 @@ def build_results(
             )
             for i in range(n)
         ]
+        if any(plan.tentative):  # a second-tier box stays only when it names a drug
+            pills = [
+                p
+                for p, tent in zip(pills, plan.tentative, strict=True)
+                if not tent or p.status == "identified"
+            ]
         offset += n
         timings = dict(plan.timings)
         timings["classify_preprocess"] = classify_ms[0] * share

@@ -406,7 +406,8 @@ class Identifier:
     # -- building blocks (also used by the training tools' evaluation and the benchmarks) --
     def detect(self, image: ImageInput, *, channel_order: ChannelOrder = "RGB") -> Detections:
         """Run the detector on one photo: :class:`Detections` (Nx4 xyxy boxes in source
-        pixels, scores), with the bundle's thresholds; boxes under 1 px are dropped.
+        pixels, scores), with the bundle's thresholds; boxes under 1 px are dropped. Only
+        confident boxes: a second tier's boxes count as pills only once named (identify).
 
         Takes any :func:`~pillsnap_sdk.image.load_image` input (an RGBA or grey array is
         converted, a bad one is an InvalidImageError); an RGB ``uint8`` array is used as is.
@@ -417,7 +418,8 @@ class Identifier:
         with self._slots:
             photo = self._load(image, channel_order, detect=True)
             det = self._detect(photo.rgb, {})
-        return Detections(to_full(det.boxes, photo), det.scores)
+        sure = det.scores >= self._bundle.manifest.thresholds.detector_confidence  # tier 1
+        return Detections(to_full(det.boxes[sure], photo), det.scores[sure])
 
     def classify_probabilities(self, crops: Sequence[npt.NDArray[np.uint8]]) -> F32:
         """Calibrated class probabilities (``N x classes``) for RGB crops."""
@@ -443,13 +445,15 @@ class Identifier:
         start = time.perf_counter()
         photo = self._load(image, channel_order, detect=mode != "single")
         timings = {"decode": (time.perf_counter() - start) * 1000.0}
+        th = self._bundle.manifest.thresholds
         return route(
             photo,
             mode=mode,
             detect=self._detect if self._det is not None else None,
-            crop_margin=self._bundle.manifest.thresholds.crop_margin,
+            crop_margin=th.crop_margin,
             start=start,
             timings=timings,
+            confident_at=th.detector_confidence if th.detector_confidence_named else None,
         )
 
     def _load(self, image: ImageInput, channel_order: ChannelOrder, detect: bool) -> Photo:
@@ -464,7 +468,7 @@ class Identifier:
         th = self._bundle.manifest.thresholds
         det = self._det(
             rgb,
-            confidence=th.detector_confidence,
+            confidence=th.detector_floor,
             nms_iou=th.nms_iou,
             max_detections=th.max_detections,
             timings=timings,

@@ -2,7 +2,10 @@
 
 ``mode="auto"``: run the detector; >= 2 pills -> "combo" (every crop), exactly 1 ->
 "single" on that crop, none -> classify the whole photo and warn ``no_pill_detected``.
-``"single"`` (or a bundle without a detector) classifies the whole photo. Kept apart from
+``"single"`` (or a bundle without a detector) classifies the whole photo. With a second
+detector tier (``confident_at``), boxes scored under it are *tentative*: looked at only when
+the photo has a confident box, dropped when they lie on a confident box's pill, and kept in
+the answer only when the classifier names them (:mod:`.answers`). Kept apart from
 :mod:`.pipeline` so the routing rule reads in one place and is tested without sessions.
 """
 
@@ -19,7 +22,11 @@ from .photo import Photo, take_crops, to_full
 from .results import BBox
 from .stages import Detections
 
-__all__ = ["Plan", "route"]
+__all__ = ["Plan", "route", "tier_boxes"]
+
+#: A tentative box sharing more than this share of the smaller box's area with a confident
+#: box is the same pill (a part of it, or it plus its neighbour), not another pill.
+SAME_PILL_OVERLAP = 0.5
 
 U8 = npt.NDArray[np.uint8]
 
@@ -27,7 +34,16 @@ U8 = npt.NDArray[np.uint8]
 class Plan:
     """Per-photo work between decoding/detection and the shared classifier run."""
 
-    __slots__ = ("boxes", "crops", "mode_used", "size", "start", "timings", "warnings")
+    __slots__ = (
+        "boxes",
+        "crops",
+        "mode_used",
+        "size",
+        "start",
+        "tentative",
+        "timings",
+        "warnings",
+    )
 
     def __init__(self, start: float, size: tuple[int, int], timings: dict[str, float]) -> None:
         self.start = start
@@ -35,6 +51,8 @@ class Plan:
         self.timings = timings
         self.crops: list[U8] = []
         self.boxes: list[tuple[BBox, float]] = []
+        #: Per box: True for a second-tier box, kept only if the classifier names it.
+        self.tentative: list[bool] = []
         self.mode_used: Literal["single", "combo"] = "single"
         self.warnings: list[str] = []
 
@@ -47,6 +65,7 @@ def route(
     crop_margin: float,
     start: float,
     timings: dict[str, float],
+    confident_at: float | None = None,
 ) -> Plan:
     """Decide how ``photo`` is classified. ``detect`` is ``None`` when the bundle has no
     detector; it runs on ``photo.rgb`` and fills ``timings`` with its own stages. Crops are
@@ -59,6 +78,7 @@ def route(
         return plan
     det = detect(rgb, timings)
     t = time.perf_counter()
+    det, tentative = tier_boxes(det, confident_at)
     if len(det.scores) == 0:
         if mode == "combo":
             plan.mode_used = "combo"
@@ -71,5 +91,41 @@ def route(
         plan.crops += take_crops(photo, boxes, crop_margin, timings)
         for (x1, y1, x2, y2), score in zip(boxes, det.scores, strict=True):
             plan.boxes.append((BBox(x1=x1, y1=y1, x2=x2, y2=y2), float(score)))
+        plan.tentative = [bool(v) for v in tentative]
     timings["crop"] = (time.perf_counter() - t) * 1000.0 - timings.pop("_redecode", 0.0)
     return plan
+
+
+def tier_boxes(
+    det: Detections, confident_at: float | None
+) -> tuple[Detections, npt.NDArray[np.bool_]]:
+    """Split ``det`` (best first) at ``confident_at``: the boxes to classify and which of
+    them are tentative. None: every box is confident. No confident box: no boxes (the
+    photo takes the no-detection route, as with one tier). A tentative box overlapping a
+    confident one by more than :data:`SAME_PILL_OVERLAP` of the smaller area is dropped."""
+    n = len(det.scores)
+    if confident_at is None or n == 0:
+        return det, np.zeros(n, bool)
+    sure = det.scores >= confident_at
+    if not sure.any():
+        return Detections(det.boxes[:0], det.scores[:0]), np.zeros(0, bool)
+    overlap = _overlap_of_smaller(det.boxes[~sure], det.boxes[sure])
+    keep = sure.copy()
+    keep[np.flatnonzero(~sure)[overlap.max(axis=1) <= SAME_PILL_OVERLAP]] = True
+    return Detections(det.boxes[keep], det.scores[keep]), ~sure[keep]
+
+
+def _overlap_of_smaller(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Pairwise intersection over the smaller box's area, ``len(a) x len(b)``."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    smaller = np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
+    out: npt.NDArray[np.float32] = (inter / smaller).astype(np.float32)
+    return out

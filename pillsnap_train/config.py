@@ -114,12 +114,21 @@ class CalibrationConfig(_Cfg):
     #: be named; a box on no pill comes back "unknown". Left out of the config's dump at
     #: 1.0, so existing work dirs keep their hash.
     detector_recall_weight: float = Field(default=1.0, gt=0.0, le=10.0)
+    #: Second detector tier (SDK >= 0.5.0): boxes scored from this up to the chosen
+    #: detector threshold are reported only when the classifier names them (see
+    #: ``Thresholds.detector_confidence_named``); capped at that threshold. None: one tier.
+    detector_confidence_named: float | None = Field(default=None, ge=0.01, le=1.0)
 
     @model_serializer(mode="wrap")
-    def _drop_default_recall_weight(self, handler: SerializerFunctionWrapHandler) -> Any:
+    def _drop_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Keys added after 2.1.0 are left out at their defaults: old work dirs keep their
+        config hash (and resume)."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("detector_recall_weight") == 1.0:
-            data.pop("detector_recall_weight", None)
+        if isinstance(data, dict):
+            if data.get("detector_recall_weight") == 1.0:
+                data.pop("detector_recall_weight", None)
+            if data.get("detector_confidence_named") is None:
+                data.pop("detector_confidence_named", None)
         return data
 
 

@@ -17,7 +17,15 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ..preprocessing import PreprocessSpec
 from ..version import parse_semver
@@ -107,9 +115,39 @@ class Thresholds(_Strict):
     #: drugs is "unknown" even when one of them clears ``unknown_threshold``.
     unknown_margin: float = Field(default=0.0, ge=0.0, le=1.0)
     detector_confidence: float = Field(default=0.25, ge=0.01, le=1.0)
+    #: Second detector tier (bundles >= 2.2.0, SDK >= 0.5.0; None = off): boxes scored in
+    #: [this, ``detector_confidence``) are reported only when the classifier names them
+    #: and they do not lie on a confident box's pill. A missed pill can never be named,
+    #: and a pill-free crop is refused by the abstention rule, so the tier adds pills the
+    #: detector was unsure of without adding "unknown" boxes on the table.
+    detector_confidence_named: float | None = Field(default=None, ge=0.01, le=1.0)
     nms_iou: float = Field(default=0.5, ge=0.01, le=0.95)
     max_detections: int = Field(default=100, ge=1, le=MAX_DETECTIONS)
     crop_margin: float = Field(default=0.1, ge=0.0, le=2.0)
+
+    @model_validator(mode="after")
+    def _tiers_ordered(self) -> Thresholds:
+        low = self.detector_confidence_named
+        if low is not None and low > self.detector_confidence:
+            raise ValueError(
+                f"detector_confidence_named ({low}) must be <= detector_confidence "
+                f"({self.detector_confidence})"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_tier(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Without a second tier the manifest reads as before 0.5.0 (older SDKs load it)."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("detector_confidence_named") is None:
+            data.pop("detector_confidence_named", None)
+        return data
+
+    @property
+    def detector_floor(self) -> float:
+        """The lowest detector score the pipeline looks at (either tier)."""
+        low = self.detector_confidence_named
+        return self.detector_confidence if low is None else low
 
 
 class Provenance(_Strict):

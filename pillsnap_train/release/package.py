@@ -40,6 +40,8 @@ __all__ = ["BundleSpecs", "Inputs", "build_specs", "package", "publish"]
 
 #: 0.3.0: ``area-linear`` interpolation and ``unknown_margin``.
 MIN_SDK_VERSION = "0.3.0"
+#: 0.5.0: ``detector_confidence_named`` (a second detector tier).
+MIN_SDK_VERSION_TIERS = "0.5.0"
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ def build_specs(data: ReleaseData, inp: Inputs, command: str) -> BundleSpecs:
         "max_detections": cfg.calibration.max_detections,
         "crop_margin": cfg.classifier.crop_margin,
     }
+    named = cfg.calibration.detector_confidence_named
+    if det and named is not None:
+        thresholds["detector_confidence_named"] = min(named, det["threshold"])
     n = cfg.classifier.img_size
     cls_spec = {
         "precision": "fp32",
@@ -142,7 +147,9 @@ def build_specs(data: ReleaseData, inp: Inputs, command: str) -> BundleSpecs:
         "thresholds": thresholds,
     }
     extra = {
-        "min_sdk_version": MIN_SDK_VERSION,
+        "min_sdk_version": (
+            MIN_SDK_VERSION_TIERS if "detector_confidence_named" in thresholds else MIN_SDK_VERSION
+        ),
         "thresholds": thresholds,
         "metrics": {},
         "provenance": {
