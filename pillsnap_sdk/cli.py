@@ -468,6 +468,11 @@ def _bundle(args: argparse.Namespace) -> int:
         print(
             f"  thresholds: T={t.temperature:.3f} unknown<{t.unknown_threshold:.2f} "
             f"det_conf={t.detector_confidence:.2f} nms={t.nms_iou:.2f}"
+            + (
+                ""
+                if t.detector_confidence_named is None
+                else f" named_tier>={t.detector_confidence_named:.2f}"
+            )
         )
         print(f"  classes: {len(b.labels.classes)}")
         for credit in m.data:
