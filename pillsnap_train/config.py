@@ -85,7 +85,8 @@ class DetectorConfig(_Cfg):
     #: dark stone, cloth or a tray) added to train: 1.1.0 found 2-8 of 28-36 such pills on
     #: another camera's counting-tray photos; sparse scenes were fine.
     pile_scenes: int = Field(0, ge=0)
-    #: torch intra-op threads for detector training (None: torch's default).
+    #: torch intra-op threads for detector training (None: all CPUs, one fewer while a
+    #: classifier trains beside it; Ultralytics alone would pin cpu_count - 1).
     threads: int | None = Field(None, ge=1)
     #: Second stage: continue from the first stage's best weights for this many epochs at
     #: ``finetune_lr0`` (a from-scratch YOLO on a small dataset is still improving when a

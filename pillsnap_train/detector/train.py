@@ -21,7 +21,7 @@ import contextlib
 import importlib
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,6 +47,21 @@ DEFAULT_AUGMENT: Final[Mapping[str, Any]] = {
 }
 
 _FONT_NAMES: Final = ("Arial.ttf", "Arial.Unicode.ttf")
+
+
+def cpu_threads() -> int:
+    """CPUs this process may run on (its affinity mask, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _set_threads(threads: int | Callable[[], int] | None) -> None:
+    import torch
+
+    n = threads() if callable(threads) else threads
+    torch.set_num_threads(max(1, int(n)) if n is not None else cpu_threads())
 
 
 def _module(name: str) -> Any:
@@ -148,6 +163,7 @@ def train_detector(
     cache: bool | str = False,
     init_weights: str | os.PathLike[str] | None = None,
     lr0: float | None = None,
+    threads: int | Callable[[], int] | None = None,
 ) -> Path:
     """Train (or resume) a detector; returns the path of ``best.pt`` (``last.pt`` if none).
 
@@ -164,9 +180,19 @@ def train_detector(
     (Ultralytics restores optimizer, EMA, LR schedule and epoch; only size/batch/device-like
     args may change), returns the existing weights when that run already finished, and
     starts fresh when there is no ``last.pt``.
+
+    ``threads``: torch intra-op threads, set at every epoch's start (a callable is asked
+    each time, so a run can take the cores a finished sibling job leaves); None: every CPU
+    this process may use. Ultralytics itself pins CPU training to ``cpu_count - 1``
+    threads: one of two cores idled while the detector trained alone.
     """
     prepare_ultralytics_offline()
-    yolo_cls = _module("ultralytics").YOLO
+    ultra = _module("ultralytics")
+
+    def yolo_cls(weights: str) -> Any:
+        yolo = ultra.YOLO(weights)
+        yolo.add_callback("on_train_epoch_start", lambda _trainer: _set_threads(threads))
+        return yolo
 
     if init_weights is not None and not Path(init_weights).is_file():
         raise FileNotFoundError(f"init_weights {init_weights} does not exist")

@@ -7,6 +7,7 @@ The detector can train in a spawned process beside the classifier
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,6 @@ def train_detector(data: ReleaseData) -> TrainDetectorResult:
         seed=data.cfg.seed,
         photometric_fraction=dc.photometric_fraction,
     )
-    if dc.threads:
-        from ..torch_compat import ensure_torchvision
-
-        ensure_torchvision()
-        import torch
-
-        torch.set_num_threads(dc.threads)
     best = _detector_stage(data, yaml_path, "train", dc.epochs)
     stages = {"train": _best_ap50(data.work / "detector" / "train")}
     more = [(dc.finetune_epochs, dc.finetune_lr0)] if dc.finetune_epochs > 0 else []
@@ -106,6 +100,7 @@ def _detector_stage(
         train(
             data_yaml,
             data.work / "detector" / name,
+            threads=_detector_threads(data),
             model=dc.model,
             imgsz=dc.imgsz,
             epochs=epochs,
@@ -118,3 +113,23 @@ def _detector_stage(
             **stage,
         )
     )
+
+
+def _detector_threads(data: ReleaseData) -> int | Callable[[], int]:
+    """``detector.threads`` if set; else, beside a classifier training in parallel, one
+    core fewer than the machine until that classifier's step marker exists, then all
+    (asked at every epoch's start: the cores the classifier frees are used at once)."""
+    from ..detector.train import cpu_threads
+
+    dc = data.cfg.detector
+    if dc.threads:
+        return dc.threads
+    if not data.cfg.parallel_training:
+        return cpu_threads()
+    marker = data.work / "steps" / "train-classifier.json"
+
+    def threads() -> int:
+        n = cpu_threads()
+        return n if marker.is_file() else max(1, n - 1)
+
+    return threads
