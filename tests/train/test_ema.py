@@ -38,3 +38,16 @@ def test_ema_first_update_copies_the_model() -> None:
 
 def test_ema_off_is_none() -> None:
     assert _make_ema(torch.nn.Linear(1, 1), 0.0) is None
+
+
+def test_without_the_step_half_the_initialisation_stays() -> None:
+    """``ema_warmup: false`` (bundles 2.0.0-2.1.0): 0.998 ** 370 = 0.477 of the init."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = _make_ema(model, 0.998)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(370):
+        update_ema(ema, model, None)
+    assert float(ema.module.weight.item()) == pytest.approx(1 - 0.998**370, rel=1e-4)
