@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from tinymodels import DET_SIZE, make_bundle
 
-from .bundle_helpers import read_manifest, write_manifest
-
 from pillsnap_sdk import BundleError, Detections, Identifier, Runners
 from pillsnap_sdk.router import tier_boxes
+
+from .bundle_helpers import read_manifest, write_manifest
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 220, 30), (30, 30, 220)
 # (x1, y1, x2, y2, score, colour) in photo pixels; the photo is DET_SIZE square, so the
