@@ -20,15 +20,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["box_iou", "nms"]
+__all__ = ["box_iou", "box_overlap_of_smaller", "nms"]
 
 F32 = npt.NDArray[np.float32]
 
 
-def box_iou(a: F32, b: F32) -> F32:
-    """Pairwise IoU of xyxy boxes: ``len(a) x len(b)``."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
+def _intersections(a: F32, b: F32) -> tuple[F32, F32, F32]:
+    """Pairwise intersection areas (``len(a) x len(b)``) and each side's box areas."""
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
@@ -36,9 +34,29 @@ def box_iou(a: F32, b: F32) -> F32:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter, area_a, area_b
+
+
+def box_iou(a: F32, b: F32) -> F32:
+    """Pairwise IoU of xyxy boxes: ``len(a) x len(b)``."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    inter, area_a, area_b = _intersections(a, b)
     out: F32 = (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)).astype(
         np.float32
     )
+    return out
+
+
+def box_overlap_of_smaller(a: F32, b: F32) -> F32:
+    """Pairwise intersection over the smaller box's area: ``len(a) x len(b)``. Near 1 when
+    one box lies inside the other (a part of a pill inside the pill's box), whatever
+    their IoU."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    inter, area_a, area_b = _intersections(a, b)
+    smaller = np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
+    out: F32 = (inter / smaller).astype(np.float32)
     return out
 
 

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .boxes import box_overlap_of_smaller
 from .photo import Photo, take_crops, to_full
 from .results import BBox
 from .stages import Detections
@@ -109,23 +110,7 @@ def tier_boxes(
     sure = det.scores >= confident_at
     if not sure.any():
         return Detections(det.boxes[:0], det.scores[:0]), np.zeros(0, bool)
-    overlap = _overlap_of_smaller(det.boxes[~sure], det.boxes[sure])
+    overlap = box_overlap_of_smaller(det.boxes[~sure], det.boxes[sure])
     keep = sure.copy()
     keep[np.flatnonzero(~sure)[overlap.max(axis=1) <= SAME_PILL_OVERLAP]] = True
     return Detections(det.boxes[keep], det.scores[keep]), ~sure[keep]
-
-
-def _overlap_of_smaller(
-    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
-    """Pairwise intersection over the smaller box's area, ``len(a) x len(b)``."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    smaller = np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
-    out: npt.NDArray[np.float32] = (inter / smaller).astype(np.float32)
-    return out

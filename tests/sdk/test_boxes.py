@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pillsnap_sdk.boxes import box_iou, nms
+from pillsnap_sdk.boxes import box_iou, box_overlap_of_smaller, nms
 
 
 def test_box_iou_basics() -> None:
@@ -79,3 +79,12 @@ def test_nms_matches_the_textbook_loop(
     assert nms(boxes, scores, thr, max_keep).tolist() == _reference_nms(
         boxes, scores, thr, max_keep
     )
+
+
+def test_box_overlap_of_smaller() -> None:
+    big = np.array([[0, 0, 10, 10]], np.float32)
+    parts = np.array([[1, 1, 6, 6], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+    # inside: 1 (IoU only 0.25); half across: 0.5; apart: 0; empty sides: empty matrices
+    assert box_overlap_of_smaller(parts, big)[:, 0].tolist() == [1.0, 0.5, 0.0]
+    assert box_overlap_of_smaller(big, parts).shape == (1, 3)
+    assert box_overlap_of_smaller(big[:0], parts).shape == (0, 3)
