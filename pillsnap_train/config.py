@@ -7,7 +7,7 @@ is copied into its manifest's provenance so the bundle can be rebuilt exactly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -34,6 +34,19 @@ __all__ = [
 
 class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    #: Keys left out of the config's dump while they hold these values: settings added
+    #: after work dirs existed, so those keep their config hash (and resume) until used.
+    _omit_at: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for key, value in self._omit_at.items():
+                if key in data and data[key] == value:
+                    del data[key]
+        return data
 
 
 class SourceConfig(_Cfg):
@@ -120,17 +133,10 @@ class CalibrationConfig(_Cfg):
     #: ``Thresholds.detector_confidence_named``); capped at that threshold. None: one tier.
     detector_confidence_named: float | None = Field(default=None, ge=0.01, le=1.0)
 
-    @model_serializer(mode="wrap")
-    def _drop_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Keys added after 2.1.0 are left out at their defaults: old work dirs keep their
-        config hash (and resume)."""
-        data = handler(self)
-        if isinstance(data, dict):
-            if data.get("detector_recall_weight") == 1.0:
-                data.pop("detector_recall_weight", None)
-            if data.get("detector_confidence_named") is None:
-                data.pop("detector_confidence_named", None)
-        return data
+    _omit_at: ClassVar[dict[str, Any]] = {
+        "detector_recall_weight": 1.0,
+        "detector_confidence_named": None,
+    }
 
 
 class ExportConfig(_Cfg):
@@ -144,12 +150,7 @@ class ExportConfig(_Cfg):
     #: ``int8: {}`` selects the measured best (:class:`Int8Options`' defaults).
     int8: Int8Options | None = None
 
-    @model_serializer(mode="wrap")
-    def _drop_unset_int8(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and data.get("int8") is None:
-            data.pop("int8", None)
-        return data
+    _omit_at: ClassVar[dict[str, Any]] = {"int8": None}
 
     @property
     def int8_options(self) -> Int8Options:
@@ -177,12 +178,7 @@ class GateConfig(_Cfg):
     #: with status ``identified`` by the SDK pipeline (end to end, detector included).
     max_confident_wrong_rate: float = Field(default=1.0, ge=0.0, le=1.0)
 
-    @model_serializer(mode="wrap")
-    def _drop_unset_detector_fraction(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and data.get("min_detector_matched_fraction") is None:
-            data.pop("min_detector_matched_fraction", None)
-        return data
+    _omit_at: ClassVar[dict[str, Any]] = {"min_detector_matched_fraction": None}
 
     @property
     def detector_matched_fraction(self) -> float:

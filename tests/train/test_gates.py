@@ -295,3 +295,12 @@ def test_changed_config_on_same_work_dir_is_refused(gate_work: GateWork, tmp_pat
     run_release(gate_work.cfg, until="ingest")
     run_release(changed, until="ingest", allow_config_change=True)
     assert sha.read_text() != before
+
+
+def test_unset_detector_fraction_keeps_old_config_hashes() -> None:
+    from pillsnap_train.config import GateConfig
+
+    assert "min_detector_matched_fraction" not in GateConfig().model_dump_json()
+    assert GateConfig(min_detector_matched_fraction=0.9).model_dump()[
+        "min_detector_matched_fraction"
+    ] == pytest.approx(0.9)
