@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from pillsnap_sdk.batch.pool import available_cpus
 from pillsnap_train.torch_compat import ensure_torchvision
 
 __all__ = ["DEFAULT_AUGMENT", "prepare_ultralytics_offline", "train_detector"]
@@ -49,19 +50,11 @@ DEFAULT_AUGMENT: Final[Mapping[str, Any]] = {
 _FONT_NAMES: Final = ("Arial.ttf", "Arial.Unicode.ttf")
 
 
-def cpu_threads() -> int:
-    """CPUs this process may run on (its affinity mask, else ``os.cpu_count()``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _set_threads(threads: int | Callable[[], int] | None) -> None:
     import torch
 
     n = threads() if callable(threads) else threads
-    torch.set_num_threads(max(1, int(n)) if n is not None else cpu_threads())
+    torch.set_num_threads(max(1, int(n)) if n is not None else available_cpus())
 
 
 def _module(name: str) -> Any:

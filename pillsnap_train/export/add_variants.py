@@ -198,10 +198,11 @@ def card_with_variants(
 
 
 def _machine() -> str:
-    import os
     import platform
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from pillsnap_sdk.batch.pool import available_cpus
+
+    cpus = available_cpus()
     return f"CPU ({platform.processor() or platform.machine()}, {cpus} cores)"
 
 

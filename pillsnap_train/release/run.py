@@ -35,7 +35,7 @@ from .results import (
     TrainDetectorResult,
     VariantsResult,
 )
-from .workdir import GateFailure, WorkDir, log
+from .workdir import GateFailure, WorkDir, log, step_marker
 
 __all__ = ["STEPS", "Release", "run_release"]
 
@@ -143,7 +143,7 @@ def run_release(
         raise ValueError(f"unknown step {until!r}; choose from {STEPS}")
     rel = Release(cfg, command=command, allow_config_change=allow_config_change)
     for s in force_steps:
-        (rel.steps_dir / f"{s}.json").unlink(missing_ok=True)
+        step_marker(rel.work, s).unlink(missing_ok=True)
     fns: dict[str, Callable[[], Any]] = {
         "ingest": rel.ingest,
         "train-classifier": rel.train_classifier,

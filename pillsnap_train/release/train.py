@@ -11,8 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pillsnap_sdk.batch.pool import available_cpus
+
 from .data import ReleaseData
 from .results import TrainClassifierResult, TrainDetectorResult
+from .workdir import step_marker
 
 __all__ = ["train_classifier", "train_detector"]
 
@@ -119,17 +122,15 @@ def _detector_threads(data: ReleaseData) -> int | Callable[[], int]:
     """``detector.threads`` if set; else, beside a classifier training in parallel, one
     core fewer than the machine until that classifier's step marker exists, then all
     (asked at every epoch's start: the cores the classifier frees are used at once)."""
-    from ..detector.train import cpu_threads
-
     dc = data.cfg.detector
     if dc.threads:
         return dc.threads
     if not data.cfg.parallel_training:
-        return cpu_threads()
-    marker = data.work / "steps" / "train-classifier.json"
+        return available_cpus()
+    marker = step_marker(data.work, "train-classifier")
 
     def threads() -> int:
-        n = cpu_threads()
+        n = available_cpus()
         return n if marker.is_file() else max(1, n - 1)
 
     return threads

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ..config import ReleaseConfig
 
-__all__ = ["GateFailure", "WorkDir", "log"]
+__all__ = ["GateFailure", "WorkDir", "log", "step_marker"]
 
 
 class GateFailure(RuntimeError):
@@ -28,6 +28,15 @@ class GateFailure(RuntimeError):
 
 def log(msg: str) -> None:
     print(f"[pillsnap-train] {msg}", flush=True)
+
+
+STEPS_DIR = "steps"
+
+
+def step_marker(work: Path, step: str) -> Path:
+    """Where a finished step's marker lives: ``work_dir/steps/<step>.json`` (its existence
+    is what "the step is done" means, also to a side process watching for it)."""
+    return work / STEPS_DIR / f"{step}.json"
 
 
 class WorkDir:
@@ -41,7 +50,7 @@ class WorkDir:
         self.cfg = cfg
         self.work = Path(cfg.work_dir)
         self.allow_config_change = allow_config_change
-        self.steps_dir = self.work / "steps"
+        self.steps_dir = self.work / STEPS_DIR
         if not read_only:
             self.steps_dir.mkdir(parents=True, exist_ok=True)
             self._check_config()
@@ -60,7 +69,7 @@ class WorkDir:
         (self.work / "config.json").write_text(json.dumps(json.loads(text), indent=2) + "\n")
 
     def done(self, step: str) -> dict[str, Any] | None:
-        p = self.steps_dir / f"{step}.json"
+        p = step_marker(self.work, step)
         if p.is_file():
             data: dict[str, Any] = json.loads(p.read_text())
             return data
@@ -74,7 +83,7 @@ class WorkDir:
         return data
 
     def mark(self, step: str, info: dict[str, Any]) -> dict[str, Any]:
-        (self.steps_dir / f"{step}.json").write_text(
+        step_marker(self.work, step).write_text(
             json.dumps(info, indent=2, sort_keys=True, default=str) + "\n"
         )
         return info
@@ -83,7 +92,7 @@ class WorkDir:
         """Run a step unless its marker exists; the marker is its result plus ``seconds``."""
         prev = self.done(name)
         if prev is not None:
-            log(f"{name}: done earlier, skipping (delete {self.steps_dir / name}.json to redo)")
+            log(f"{name}: done earlier, skipping (delete {step_marker(self.work, name)} to redo)")
             return prev
         log(f"{name}: running")
         t = time.perf_counter()
