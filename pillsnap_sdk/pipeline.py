@@ -453,7 +453,7 @@ class Identifier:
             crop_margin=th.crop_margin,
             start=start,
             timings=timings,
-            confident_at=th.detector_confidence if th.detector_confidence_named else None,
+            confident_at=None if th.detector_confidence_named is None else th.detector_confidence,
         )
 
     def _load(self, image: ImageInput, channel_order: ChannelOrder, detect: bool) -> Photo:

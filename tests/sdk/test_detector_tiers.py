@@ -127,3 +127,27 @@ def test_tier_boxes_drops_a_part_of_a_confident_pill_keeps_a_neighbour() -> None
     kept, tentative = tier_boxes(det, 0.5)
     assert kept.boxes[:, 0].tolist() == [0, 9, 30]
     assert tentative.tolist() == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (0, "detector_confidence_named"),
+        (0.001, "detector_confidence_named"),
+        (1.5, "detector_confidence_named"),
+        (-1, "detector_confidence_named"),
+        ("0.2", "detector_confidence_named"),
+        (True, "detector_confidence_named"),
+        ([0.2], "detector_confidence_named"),
+        (float("nan"), "not acceptable JSON"),  # refused by the JSON reader already
+        (float("inf"), "not acceptable JSON"),
+    ],
+)
+def test_bad_second_tier_values_are_refused(tmp_path: Path, bad: Any, why: str) -> None:
+    """A tampered tier value is a typed BundleError at load, never a silent detector floor."""
+    bundle = make_bundle(tmp_path, min_sdk_version="0.5.0")
+    raw = read_manifest(bundle)
+    raw["thresholds"]["detector_confidence_named"] = bad
+    write_manifest(bundle, raw, reseal=True)
+    with pytest.raises(BundleError, match=why):
+        Identifier.from_bundle(bundle)
