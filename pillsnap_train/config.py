@@ -11,13 +11,10 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
 )
 
+from .cfgmodel import ConfigModel
 from .classifier.train import ClassifierConfig
 from .export.int8 import Int8Options
 
@@ -32,21 +29,7 @@ __all__ = [
 ]
 
 
-class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: Keys left out of the config's dump while they hold these values: settings added
-    #: after work dirs existed, so those keep their config hash (and resume) until used.
-    _omit_at: ClassVar[dict[str, Any]] = {}
-
-    @model_serializer(mode="wrap")
-    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict):
-            for key, value in self._omit_at.items():
-                if key in data and data[key] == value:
-                    del data[key]
-        return data
+_Cfg = ConfigModel
 
 
 class SourceConfig(_Cfg):

@@ -9,13 +9,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from pillsnap_sdk.preprocessing import Interpolation, PreprocessSpec
 
+from ..cfgmodel import ConfigModel
 from ..torch_compat import ensure_torchvision
 from .data import ClassifierSample, ImageCache, SampleDataset
 from .model import backbone_info, create_classifier
@@ -34,14 +35,13 @@ __all__ = [
     "evaluate",
     "param_groups",
     "train_classifier",
+    "training_loss",
     "zero_head",
 ]
 
 
-class ClassifierConfig(BaseModel):
+class ClassifierConfig(ConfigModel):
     """Classifier training settings (the ``classifier:`` block of a release config)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     backbone: str = "tf_efficientnet_lite0"
     pretrained: bool = True
@@ -84,9 +84,19 @@ class ClassifierConfig(BaseModel):
     #: warm-up top-1 rose 87.8 -> 93.5 %, but under the 0.5 % wrong-name abstention rule
     #: fewer pills were named (end to end 50.0 % vs 54.5 %): its mistakes are confident.
     ema_warmup: bool = True
+    #: Pill-free crops of the training photos (near pills and anywhere) per training pill
+    #: crop, trained toward the uniform distribution (outlier exposure; see
+    #: :mod:`.negatives`): fingertips, creases and edges the detector boxes must come out
+    #: "unknown", not named. 0 = off (bundles <= 2.1.0); left out of the dump at 0.
+    negatives: float = Field(default=0.0, ge=0.0, le=4.0)
+    #: Weight of the negatives' loss (cross-entropy to uniform) beside the pills' (the
+    #: paper's lambda).
+    negative_weight: float = Field(default=0.5, gt=0.0, le=10.0)
     num_workers: int = 0
     seed: int = 0
     threads: int | None = None
+
+    _omit_at: ClassVar[dict[str, Any]] = {"negatives": 0.0, "negative_weight": 0.5}
 
 
 def classifier_spec(cfg: ClassifierConfig) -> PreprocessSpec:
@@ -251,7 +261,7 @@ def train_classifier(
             leave=False,
         )
         for i, (x, y) in enumerate(bar):
-            loss = crit(model(x), y)
+            loss = training_loss(model(x), y, crit, cfg.negative_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -310,6 +320,24 @@ def train_classifier(
         )
     )
     return result
+
+
+def training_loss(
+    logits: torch.Tensor, y: torch.Tensor, crit: nn.Module, negative_weight: float
+) -> torch.Tensor:
+    """Cross-entropy on pills (label >= 0) plus ``negative_weight`` times the cross-entropy
+    to the uniform distribution on pill-free crops (label -1): mean -log p over classes.
+
+    Each part is a mean over its own crops, so the balance does not drift with how many
+    negatives a batch happens to draw."""
+    pos = y >= 0
+    loss = logits.new_zeros(())
+    if bool(pos.any()):
+        loss = loss + crit(logits[pos], y[pos])
+    if not bool(pos.all()):
+        neg = logits[~pos].log_softmax(dim=1)
+        loss = loss - negative_weight * neg.mean(dim=1).mean()
+    return loss
 
 
 def _make_ema(model: nn.Module, decay: float) -> Any:

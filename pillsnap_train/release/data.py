@@ -88,6 +88,24 @@ class ReleaseData:
                 out.append(ClassifierSample(path, None, index[boxes[0].class_code]))
         return out
 
+    def negative_samples(self, split: str, count: int) -> list[Any]:
+        """``count`` pill-free crops of ``split``'s photos (``sources`` and
+        ``detector_sources``: other tables and phones), labelled -1 for outlier exposure
+        (:mod:`..classifier.negatives`). Every labelled box counts as a pill, also those of
+        held-out classes."""
+        from ..classifier.data import ClassifierSample
+        from ..classifier.negatives import sample_negative_boxes
+
+        recs = self.split(split) + [r for r in self.detector_extra() if r.split == split]
+        photos = [
+            (path, boxes[0].image_width, boxes[0].image_height, [b.box for b in boxes])
+            for path, boxes in sorted(group_by_image(recs).items())
+        ]
+        boxes = sample_negative_boxes(
+            photos, count, seed=self.cfg.seed, margin=self.cfg.classifier.crop_margin
+        )
+        return [ClassifierSample(path, box, -1) for path, box in boxes]
+
     def gt_images(self, split: str) -> list[GroundTruthImage]:
         """Every photo of ``split`` with its boxes and class codes (needs ``ingest`` done)."""
         out = []

@@ -24,8 +24,12 @@ def train_classifier(data: ReleaseData) -> TrainClassifierResult:
     from ..classifier.train import train_classifier as train
 
     cfg = data.cfg
+    samples = data.samples("train", cfg.classifier.whole_photo)
+    if cfg.classifier.negatives > 0:
+        pills = sum(1 for s in samples if s.box is not None)
+        samples += data.negative_samples("train", round(cfg.classifier.negatives * pills))
     res = train(
-        data.samples("train", cfg.classifier.whole_photo),
+        samples,
         data.samples("val", False),
         len(data.classes()),
         data.work / "classifier",
