@@ -263,7 +263,7 @@ def train_classifier(
         for i, (x, y) in enumerate(bar):
             loss = training_loss(model(x), y, crit, cfg.negative_weight)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             opt.step()
             sched.step()
             if ema is not None:
