@@ -122,6 +122,14 @@ def render_model_card(report: dict[str, Any]) -> str:
         f"{_pct(unk.get('unknown_reject_rate'))} (n={unk.get('n_unknown', 0)})",
         *_abstention_lines(cal.get("abstention")),
         f"- Background crops (no pill) rejected as unknown: {_pct(cal.get('background_reject'))}",
+        *(
+            [
+                "- Pill-free crops next to pills (fingertips, palm creases, edges) rejected as "
+                f"unknown: {_pct(cal.get('near_pill_reject'))} (n={cal.get('n_near_pill', 0)})"
+            ]
+            if cal.get("near_pill_reject") is not None
+            else []
+        ),
         f"- Detector confidence threshold: {_num(det.get('threshold'))} (max F1 on validation)",
         "",
         "## Parity (torch vs ONNX, validation)",

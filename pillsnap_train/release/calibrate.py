@@ -24,7 +24,7 @@ from ..calibrate import (
     expected_calibration_error,
     fit_temperature,
 )
-from .crops import background_batch, crop_batches, shifted_crop_batches
+from .crops import background_batch, crop_batches, near_pill_batch, shifted_crop_batches
 from .data import ReleaseData
 from .engines import classifier_logits, detector_stage, ort_session
 from .results import CalibrateResult, ExportResult
@@ -65,6 +65,11 @@ def calibrate(data: ReleaseData, exp: ExportResult) -> CalibrateResult:
     bg_reject = (
         float((~is_identified(bg_p, threshold, margin)).mean()) if bg_p is not None else None
     )
+    near = near_pill_batch(data)
+    near_p = calibrated_softmax(classifier_logits(sess, near), t) if len(near) else None
+    near_reject = (
+        float((~is_identified(near_p, threshold, margin)).mean()) if near_p is not None else None
+    )
     top = np.argsort(-pt, axis=1)
     per_class = []
     for i, c in enumerate(data.classes()):
@@ -85,6 +90,8 @@ def calibrate(data: ReleaseData, exp: ExportResult) -> CalibrateResult:
         abstention=abstention,
         background_reject=bg_reject,
         n_background=len(bg),
+        near_pill_reject=near_reject,
+        n_near_pill=len(near),
         val_top1=float((top[:, 0] == y).mean()) if len(y) else 0.0,
         val_top5=float((top[:, :5] == y[:, None]).any(1).mean()) if len(y) else 0.0,
         per_class=per_class,

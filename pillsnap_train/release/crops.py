@@ -25,6 +25,7 @@ __all__ = [
     "classifier_spec",
     "crop_batches",
     "detector_spec",
+    "near_pill_batch",
     "shifted_crop_batches",
 ]
 
@@ -83,6 +84,22 @@ def background_batch(data: ReleaseData, n: int = 200) -> F32:
         if box_iou(cand, truth).max(initial=0.0) > 0.05:
             continue
         xs.append(preprocess(crop_with_margin(rgb, tuple(cand[0]), 0.0), spec)[0])
+    return np.stack(xs) if xs else np.zeros((0, 3, *spec.size), np.float32)
+
+
+def near_pill_batch(data: ReleaseData, n: int = 200) -> F32:
+    """Pill-free crops of ``val`` photos, mostly next to a pill (fingertips, palm creases,
+    edges), cut like a detector box (with the classifier's margin): should come out
+    "unknown". The same sampler as training's negatives (:mod:`..classifier.negatives`),
+    on photos no model trained on."""
+    spec, margin = classifier_spec(data.cfg), data.cfg.classifier.crop_margin
+    xs: list[F32] = []
+    cache: dict[str, npt.NDArray[np.uint8]] = {}
+    for s in data.negative_samples("val", n):
+        rgb = cache.get(s.image_path)
+        if rgb is None:
+            rgb = cache.setdefault(s.image_path, load_image(s.image_path))
+        xs.append(preprocess(crop_with_margin(rgb, s.box, margin), spec)[0])
     return np.stack(xs) if xs else np.zeros((0, 3, *spec.size), np.float32)
 
 

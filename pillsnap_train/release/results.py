@@ -76,6 +76,10 @@ class CalibrateResult(StepResult):
     abstention: dict[str, Any] | None
     background_reject: float | None
     n_background: int
+    #: Pill-free crops next to the validation photos' pills (fingertips, creases, edges:
+    #: where the detector's false boxes fall) refused as unknown; None in older reports.
+    near_pill_reject: float | None = None
+    n_near_pill: int = 0
     val_top1: float
     val_top5: float
     per_class: list[dict[str, Any]]

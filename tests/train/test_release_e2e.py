@@ -205,6 +205,10 @@ def test_model_card_has_credits_and_measured_numbers(
     for name in rows:
         assert f"| {name} | " in card
     assert "**confidently wrong**" in card and "Abstention: identified only when" in card
+    # pill-free crops next to the validation pills (where false boxes fall) are measured
+    cal = run.step("calibrate")
+    assert cal["n_near_pill"] > 0 and 0.0 <= cal["near_pill_reject"] <= 1.0
+    assert f"edges) rejected as unknown: {100 * cal['near_pill_reject']:.1f} %" in card
 
 
 def test_confidently_wrong_is_measured_bounded_and_gated(
