@@ -52,6 +52,8 @@ class TrainClassifierResult(StepResult):
     best: str
     best_val_top1: float
     history: list[dict[str, Any]]
+    #: Pill-free crops trained toward uniform (``classifier.negatives``); 0 when off.
+    negatives: int = 0
 
 
 class TrainDetectorResult(StepResult):

@@ -25,18 +25,22 @@ def train_classifier(data: ReleaseData) -> TrainClassifierResult:
 
     cfg = data.cfg
     samples = data.samples("train", cfg.classifier.whole_photo)
+    negatives: list[Any] = []
     if cfg.classifier.negatives > 0:
         pills = sum(1 for s in samples if s.box is not None)
-        samples += data.negative_samples("train", round(cfg.classifier.negatives * pills))
+        negatives = data.negative_samples("train", round(cfg.classifier.negatives * pills))
     res = train(
-        samples,
+        samples + negatives,
         data.samples("val", False),
         len(data.classes()),
         data.work / "classifier",
         cfg.classifier,
     )
     return TrainClassifierResult(
-        best=str(res.best_checkpoint), best_val_top1=res.best_top1, history=res.history
+        best=str(res.best_checkpoint),
+        best_val_top1=res.best_top1,
+        history=res.history,
+        negatives=len(negatives),
     )
 
 

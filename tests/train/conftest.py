@@ -179,6 +179,7 @@ def release_config(
             "batch_size": 16,
             "lr": 0.003,
             "aug_strength": 0.5,
+            "negatives": 0.25,  # outlier exposure wired through the real data loader
             "threads": 1,
         },
         "detector": TINY_DETECTOR if detector else {"enabled": False},

@@ -175,8 +175,9 @@ def test_release_trains_on_negatives_of_both_sources(
         return clf_train.TrainResult(out / "best.pt", out / "last.pt", 0.9)
 
     monkeypatch.setattr(clf_train, "train_classifier", fake_train)
-    rel_train.train_classifier(data)
+    result = rel_train.train_classifier(data)
     negatives = [s for s in seen["train"] if s.label == -1]
+    assert result.negatives == len(negatives)
     pills = [s for s in seen["train"] if s.label >= 0 and s.box is not None]
     assert len(pills) == 6 and len(negatives) == 3  # round(0.5 * 6)
     assert all(s.box is not None for s in negatives)

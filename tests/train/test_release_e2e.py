@@ -151,8 +151,10 @@ def test_classifier_clearly_above_chance(run: ReleaseRun, report: dict[str, Any]
     assert report["classifier"]["val_top5"] >= top1
     history = train["history"]
     assert len(history) == run.config["classifier"]["epochs"]
-    # A fresh head predicts uniformly: the first epoch's loss starts near ln(7), not above.
-    assert history[0]["train_loss"] < np.log(N_CLASSES) + 0.3
+    # A fresh head predicts uniformly: the first epoch's loss starts near ln(7), not above
+    # (plus the pill-free crops' cross-entropy to uniform, 0.5 ln(7), when a batch has any).
+    assert train["negatives"] > 0
+    assert history[0]["train_loss"] < 1.5 * np.log(N_CLASSES) + 0.3
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
