@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import (
-    Field,
-)
+from pydantic import Field
 
 from .cfgmodel import ConfigModel
 from .classifier.train import ClassifierConfig
@@ -29,23 +27,20 @@ __all__ = [
 ]
 
 
-_Cfg = ConfigModel
-
-
-class SourceConfig(_Cfg):
+class SourceConfig(ConfigModel):
     kind: Literal["yolo", "aihub"]
     path: str
     name: str | None = None
 
 
-class CreditConfig(_Cfg):
+class CreditConfig(ConfigModel):
     name: str
     source: str
     licence: str
     attribution: str = ""
 
 
-class DataConfig(_Cfg):
+class DataConfig(ConfigModel):
     sources: list[SourceConfig]
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     holdout_classes: list[str] = Field(default_factory=list)
@@ -59,12 +54,12 @@ class DataConfig(_Cfg):
     credits: list[CreditConfig] = Field(default_factory=list)
 
 
-class DetectorStage(_Cfg):
+class DetectorStage(ConfigModel):
     epochs: int = Field(ge=1)
     lr0: float = Field(0.001, gt=0)
 
 
-class DetectorConfig(_Cfg):
+class DetectorConfig(ConfigModel):
     enabled: bool = True
     model: str = "yolo11n.yaml"
     imgsz: int = 640
@@ -97,7 +92,7 @@ class DetectorConfig(_Cfg):
     extra: dict[str, Any] = Field(default_factory=dict, description="ultralytics train args")
 
 
-class CalibrationConfig(_Cfg):
+class CalibrationConfig(ConfigModel):
     target_known_accept: float = Field(default=0.95, gt=0.0, le=1.0)
     #: With this set, the unknown threshold and margin are chosen to keep the share of
     #: validation crops (clean and camera-shifted) named wrongly at or below it, keeping as
@@ -122,7 +117,7 @@ class CalibrationConfig(_Cfg):
     }
 
 
-class ExportConfig(_Cfg):
+class ExportConfig(ConfigModel):
     variants: list[Literal["fp16", "int8"]] = Field(default_factory=lambda: ["fp16", "int8"])  # type: ignore[arg-type]
     #: Crops of an INT8 build when ``int8`` is unset (the 2.0.0 recipe: every layer
     #: quantized, min-max ranges). Superseded by ``int8.calibration_crops``.
@@ -145,7 +140,7 @@ class ExportConfig(_Cfg):
         )
 
 
-class GateConfig(_Cfg):
+class GateConfig(ConfigModel):
     #: Classifier parity: top-1 agreement of torch and ONNX on validation crops.
     min_top1_agreement: float = 0.995
     max_pipeline_accuracy_delta: float = 0.005
@@ -171,7 +166,7 @@ class GateConfig(_Cfg):
         return self.min_top1_agreement
 
 
-class ReleaseConfig(_Cfg):
+class ReleaseConfig(ConfigModel):
     #: Train the classifier and the detector side by side, each in its own process with
     #: its own ``threads`` (on a 2-core box two 1-thread jobs finish sooner than one after
     #: the other at 2 threads: both trainers have single-threaded stretches).
