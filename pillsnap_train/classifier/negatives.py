@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,8 +27,10 @@ __all__ = ["NegativeSampling", "sample_negative_boxes"]
 Box = tuple[float, float, float, float]
 
 
+@dataclass(frozen=True)
 class NegativeSampling:
-    """How pill-free crops are drawn (defaults measured for the 2.2.0 bundle)."""
+    """How pill-free crops are drawn. The defaults are what the r23/r24 experiments used
+    (docs/accuracy-2.0.md, "Outlier exposure"); they were not tuned."""
 
     #: Chance that a crop is centred near a pill (1-2.5 pill sizes from its centre).
     near_pill: float = 0.6

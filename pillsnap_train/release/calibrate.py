@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pillsnap_sdk.image import load_image
 from pillsnap_sdk.postprocess import calibrated_softmax, is_identified
@@ -60,16 +61,15 @@ def calibrate(data: ReleaseData, exp: ExportResult) -> CalibrateResult:
         abstention = {"chosen_on": asdict(ab), "clean_val": clean, "shifted_val": shifted}
         if hold_p is not None:
             abstention["holdout_reject"] = float((~is_identified(hold_p, threshold, margin)).mean())
-    bg = background_batch(data)
-    bg_p = calibrated_softmax(classifier_logits(sess, bg), t) if len(bg) else None
-    bg_reject = (
-        float((~is_identified(bg_p, threshold, margin)).mean()) if bg_p is not None else None
-    )
-    near = near_pill_batch(data)
-    near_p = calibrated_softmax(classifier_logits(sess, near), t) if len(near) else None
-    near_reject = (
-        float((~is_identified(near_p, threshold, margin)).mean()) if near_p is not None else None
-    )
+
+    def reject_rate(crops: npt.NDArray[np.float32]) -> float | None:
+        """Share of pill-free ``crops`` the chosen rule calls unknown (None: no crops)."""
+        if not len(crops):
+            return None
+        p = calibrated_softmax(classifier_logits(sess, crops), t)
+        return float((~is_identified(p, threshold, margin)).mean())
+
+    bg, near = background_batch(data), near_pill_batch(data)
     top = np.argsort(-pt, axis=1)
     per_class = []
     for i, c in enumerate(data.classes()):
@@ -88,9 +88,9 @@ def calibrate(data: ReleaseData, exp: ExportResult) -> CalibrateResult:
         ece_after=expected_calibration_error(pt, y),
         unknown={**asdict(unk), "threshold": threshold, "margin": margin},
         abstention=abstention,
-        background_reject=bg_reject,
+        background_reject=reject_rate(bg),
         n_background=len(bg),
-        near_pill_reject=near_reject,
+        near_pill_reject=reject_rate(near),
         n_near_pill=len(near),
         val_top1=float((top[:, 0] == y).mean()) if len(y) else 0.0,
         val_top5=float((top[:, :5] == y[:, None]).any(1).mean()) if len(y) else 0.0,

@@ -96,10 +96,9 @@ def near_pill_batch(data: ReleaseData, n: int = 200) -> F32:
     xs: list[F32] = []
     cache: dict[str, npt.NDArray[np.uint8]] = {}
     for s in data.negative_samples("val", n):
-        rgb = cache.get(s.image_path)
-        if rgb is None:
-            rgb = cache.setdefault(s.image_path, load_image(s.image_path))
-        xs.append(preprocess(crop_with_margin(rgb, s.box, margin), spec)[0])
+        if s.image_path not in cache:  # crops come in seeded-shuffle order, photos repeat
+            cache[s.image_path] = load_image(s.image_path)
+        xs.append(preprocess(crop_with_margin(cache[s.image_path], s.box, margin), spec)[0])
     return np.stack(xs) if xs else np.zeros((0, 3, *spec.size), np.float32)
 
 

@@ -68,10 +68,12 @@ class ReleaseData:
 
     def det_items(self, split: str, *, extra: bool = True) -> list[tuple[str, list[Box]]]:
         """Photos and boxes for the detector: ``sources`` plus (``extra``) detector_sources."""
-        recs = self.split(split)
-        if extra:
-            recs = recs + [r for r in self.detector_extra() if r.split == split]
+        recs = self._detector_records(split) if extra else self.split(split)
         return [(p, [b.box for b in boxes]) for p, boxes in sorted(group_by_image(recs).items())]
+
+    def _detector_records(self, split: str) -> list[BoxRecord]:
+        """Every box of ``split`` the detector sees: ``sources`` plus ``detector_sources``."""
+        return self.split(split) + [r for r in self.detector_extra() if r.split == split]
 
     def samples(self, split: str, whole: bool) -> list[Any]:
         """Classifier samples of ``split``: every known box, plus (``whole``) single-pill
@@ -96,7 +98,7 @@ class ReleaseData:
         from ..classifier.data import ClassifierSample
         from ..classifier.negatives import sample_negative_boxes
 
-        recs = self.split(split) + [r for r in self.detector_extra() if r.split == split]
+        recs = self._detector_records(split)
         photos = [
             (path, boxes[0].image_width, boxes[0].image_height, [b.box for b in boxes])
             for path, boxes in sorted(group_by_image(recs).items())
