@@ -21,7 +21,8 @@ __all__ = ["train_classifier", "train_detector"]
 
 
 def train_classifier(data: ReleaseData) -> TrainClassifierResult:
-    from ..classifier.train import train_classifier as train
+    from ..classifier.soup import train_soup
+    from ..classifier.train import train_classifier
 
     cfg = data.cfg
     samples = data.samples("train", cfg.classifier.whole_photo)
@@ -29,6 +30,7 @@ def train_classifier(data: ReleaseData) -> TrainClassifierResult:
     if cfg.classifier.negatives > 0:
         pills = sum(1 for s in samples if s.box is not None)
         negatives = data.negative_samples("train", round(cfg.classifier.negatives * pills))
+    train = train_soup if cfg.classifier.soup else train_classifier
     res = train(
         samples + negatives,
         data.samples("val", False),
