@@ -243,8 +243,8 @@ def train_classifier(
     model = create_classifier(cfg.backbone, num_classes, pretrained=cfg.pretrained)
     if cfg.zero_init_head:
         zero_head(model)
-    # NHWC: PyTorch's CPU depthwise/pointwise convolutions run 1.8x (1 thread) to 2.3x
-    # (2 threads) faster per EfficientNet-Lite0 training step than NCHW (benchmark in
+    # NHWC: PyTorch's CPU depthwise/pointwise convolutions make an EfficientNet-Lite0
+    # training step 1.4-2.3x faster than NCHW (scripts/train_step_speed.py,
     # docs/accuracy-2.0.md); the weights and the exported graph are the same.
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
