@@ -37,6 +37,7 @@ __all__ = [
     "param_groups",
     "train_classifier",
     "training_loss",
+    "val_loader",
     "zero_head",
 ]
 
@@ -175,6 +176,15 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def val_loader(
+    val: Sequence[ClassifierSample], cfg: ClassifierConfig, cache: ImageCache
+) -> DataLoader[Any]:
+    """Validation crops exactly as served (no augmentation), in batches of twice the
+    training batch: one definition for a training's epochs and a soup's average."""
+    ds = SampleDataset(val, classifier_spec(cfg), cfg.crop_margin, train=False, cache=cache)
+    return DataLoader(ds, batch_size=cfg.batch_size * 2, num_workers=cfg.num_workers)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader[Any]) -> dict[str, float]:
     """top-1 / top-5 accuracy and mean loss; logits kept for calibration elsewhere."""
@@ -228,7 +238,6 @@ def train_classifier(
         scale_aug=cfg.scale_aug,
         scale_range=cfg.scale_range,
     )
-    val_ds = SampleDataset(val, spec, cfg.crop_margin, train=False, cache=cache)
     gen = torch.Generator().manual_seed(cfg.seed)
     train_dl = DataLoader(
         train_ds,
@@ -238,7 +247,7 @@ def train_classifier(
         num_workers=cfg.num_workers,
         drop_last=len(train_ds) > cfg.batch_size,
     )
-    val_dl = DataLoader(val_ds, batch_size=cfg.batch_size * 2, num_workers=cfg.num_workers)
+    val_dl = val_loader(val, cfg, cache)
 
     model = create_classifier(cfg.backbone, num_classes, pretrained=cfg.pretrained)
     if cfg.zero_init_head:
@@ -292,7 +301,7 @@ def train_classifier(
             loss_sum += loss.item() * len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         final = model if ema is None else ema.module  # the weights that get validated/shipped
-        metrics = evaluate(final, val_dl) if len(val_ds) else {"top1": 0.0, "top5": 0.0}
+        metrics = evaluate(final, val_dl) if len(val) else {"top1": 0.0, "top5": 0.0}
         row = {
             "epoch": float(epoch + 1),
             "train_loss": loss_sum / max(seen, 1),
