@@ -68,6 +68,7 @@ def run_args(args: argparse.Namespace) -> int:
         profiles_file=args.profiles_file,
         extra_passes=max(0, args.baseline_passes - 1) if args.save_baseline is not None else 0,
         progress=progress,
+        precision=args.precision,
     )
     if args.save_baseline is not None:
         _save_baseline(args.save_baseline, report, rounds)

@@ -16,6 +16,7 @@ from pillsnap_sdk.bench.run import BenchSession, bench_meta, bundle_key
 from pillsnap_sdk.bench.scenes import scene_bundle
 from pillsnap_sdk.bench.stages import GOAL_E2E_VS_FLOOR
 from pillsnap_sdk.bundle.loader import load_bundle
+from pillsnap_sdk.bundle.variants import select_precision
 
 from .gate import gate_against_baseline, gate_metrics
 from .peers import GOAL_VS_PEERS, measure_peers
@@ -40,6 +41,7 @@ def run_full_bench(
     tolerance: float | None = None,
     extra_passes: int = 0,
     progress: Callable[[str], None] | None = None,
+    precision: str | None = None,
 ) -> FullReport:
     """Measure a bundle. ``quick`` = SDK vs floor on both photos only (the CI subset).
 
@@ -49,7 +51,8 @@ def run_full_bench(
     pass's gated ratios are kept in ``report.meta["gate_metric_passes"]``.
     """
     say = progress or (lambda _msg: None)
-    bundle = load_bundle(bundle_path)
+    shipped = load_bundle(bundle_path)
+    bundle = select_precision(shipped, precision)
     provs = list(providers) if providers else ["CPUExecutionProvider"]
     scenes = bench_scenes(images)
     goals = {"multi_e2e_vs_floor_max": GOAL_E2E_VS_FLOOR, "vs_peers_max": GOAL_VS_PEERS}
@@ -84,8 +87,8 @@ def run_full_bench(
             report.peers += measure_peers(
                 scene_bundle(bundle, sc), session.idfs[sc.name], sc, rounds
             )
-    if bundle.manifest.variants:
+    if shipped.manifest.variants:  # always against the bundle's own fp32 classifier
         say("precision variants")
-        report.variants = measure_variants(bundle, multi, max(3, rounds // 2), providers=provs)
+        report.variants = measure_variants(shipped, multi, max(3, rounds // 2), providers=provs)
     session.throughput_and_cold_start(report)
     return report

@@ -243,6 +243,11 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", help="check only this device profile")
     p.add_argument("--profiles-file", type=Path, help="device profiles file (JSON or YAML)")
     p.add_argument("--providers", type=_provider_list, help=_PROVIDERS_HELP)
+    p.add_argument(
+        "--precision",
+        help="classifier precision variant to measure, e.g. int8 (default: "
+        "$PILLSNAP_PRECISION, else the bundle's fp32 model)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,6 +49,7 @@ def run_cli_bench_args(args: argparse.Namespace) -> int:
         profile=args.profile,
         profiles_file=args.profiles_file,
         progress=progress,
+        precision=args.precision,
     )
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")

@@ -22,6 +22,7 @@ import onnxruntime as ort
 
 from ..bundle.loader import Bundle, load_bundle
 from ..bundle.manifest import BundleManifest
+from ..bundle.variants import select_precision
 from ..image import load_image
 from ..pipeline import Identifier
 from ..version import __version__
@@ -39,8 +40,12 @@ __all__ = ["BenchSession", "bench_meta", "bundle_key", "run_bench"]
 
 
 def bundle_key(manifest: BundleManifest) -> str:
-    """How baselines and reports name a bundle: ``name@version``."""
-    return f"{manifest.name}@{manifest.version}"
+    """How baselines and reports name a bundle: ``name@version``, plus ``+int8`` (the
+    classifier's precision) when a variant other than fp32 is measured: a baseline
+    recorded for one precision must never gate another."""
+    precision = manifest.classifier.precision
+    suffix = "" if precision == "fp32" else f"+{precision}"
+    return f"{manifest.name}@{manifest.version}{suffix}"
 
 
 def _program() -> str:
@@ -63,6 +68,7 @@ def bench_meta(
         "bundle": {
             "key": bundle_key(m),
             "source": str(bundle.source),
+            "precision": m.classifier.precision,
             "synthetic_weights": is_synthetic(m),
             "models_mb": {f: round(len(bundle.model_bytes(f)) / 1e6, 2) for f in files},
         },
@@ -185,10 +191,15 @@ def run_bench(
     profiles_file: Path | None = None,
     profile: str | None = None,
     progress: Callable[[str], None] | None = None,
+    precision: str | None = None,
 ) -> BenchReport:
     """Measure a bundle: stages against the floor, device profiles, and (unless ``quick``)
-    throughput and cold start. onnxruntime only."""
-    bundle = load_bundle(bundle_path)
+    throughput and cold start. onnxruntime only.
+
+    ``precision`` picks the bundle's classifier variant for the SDK and the floor alike
+    (default ``$PILLSNAP_PRECISION``, else the bundle's own), exactly as
+    ``Identifier.from_bundle`` would: a kiosk measures what it will run."""
+    bundle = select_precision(load_bundle(bundle_path), precision)
     provs = list(providers) if providers else ["CPUExecutionProvider"]
     scenes = find_scenes(images)
     goals = {"multi_e2e_vs_floor_max": GOAL_E2E_VS_FLOOR}

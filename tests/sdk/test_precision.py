@@ -176,3 +176,35 @@ def test_cli_precision_reaches_the_archive_path(with_int8: Path, tmp_path: Path)
     assert "green pill" in json.dumps(line)
     assert "PILLSNAP_PRECISION" not in os.environ  # set for that run only
     assert main([*args, "--precision", "fp16", "--jsonl", str(tmp_path / "x.jsonl")]) != 0
+
+
+def test_bench_measures_the_chosen_precision(
+    with_int8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pillsnap bench` once measured fp32 whatever $PILLSNAP_PRECISION said: a kiosk saw
+    the numbers of a model it would not run. The variant is now what the SDK and the floor
+    load, and the report (and any baseline key) names it."""
+    from pillsnap_sdk.bench.run import run_bench
+
+    empty = tmp_path / "no-photos"
+    empty.mkdir()
+    fp32 = run_bench(with_int8, rounds=1, quick=True, images=empty)
+    assert fp32.meta["bundle"]["precision"] == "fp32"
+    assert fp32.meta["bundle"]["key"].endswith("@1.1.0")
+    int8 = run_bench(with_int8, rounds=1, quick=True, images=empty, precision="int8")
+    assert int8.meta["bundle"]["precision"] == "int8"
+    assert int8.meta["bundle"]["key"].endswith("@1.1.0+int8")
+    assert int8.meta["bundle"]["models_mb"].keys() == {"classifier_int8.onnx"}
+    monkeypatch.setenv("PILLSNAP_PRECISION", "int8")
+    from_env = run_bench(with_int8, rounds=1, quick=True, images=empty)
+    assert from_env.meta["bundle"]["key"] == int8.meta["bundle"]["key"]
+    with pytest.raises(InvalidArgumentError, match="available: fp32, int8"):
+        run_bench(with_int8, rounds=1, quick=True, images=empty, precision="fp16")
+
+
+def test_cli_bench_refuses_a_precision_the_bundle_lacks(
+    with_int8: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["bench", "--bundle", str(with_int8), "--quick", "--rounds", "1"]
+    assert main([*args, "--precision", "fp16"]) == 1
+    assert "available: fp32, int8" in capsys.readouterr().err
