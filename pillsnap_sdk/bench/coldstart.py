@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle.loader import Bundle, load_bundle
+from ..bundle.variants import select_precision
 from ..errors import PillsnapError
 from ..pipeline import Identifier
 from .scenes import Scene, is_synthetic, with_thresholds
@@ -70,7 +71,9 @@ def _child(t0: float, argv: list[str]) -> int:
     """Runs in the fresh interpreter: prints one JSON line of timings and peak RSS."""
     bundle_path, photo_path, max_det, repeats = argv[0], Path(argv[1]), int(argv[2]), int(argv[3])
     t1 = time.perf_counter()
-    bundle = load_bundle(bundle_path)
+    # The parent's classifier precision, named explicitly: the child measures the model the
+    # parent benches (an int8 run's cold start is int8's), whatever its environment says.
+    bundle = select_precision(load_bundle(bundle_path), argv[4])
     if max_det > 0:
         bundle = with_thresholds(bundle, max_detections=max_det)
     idf = Identifier(bundle)
@@ -116,6 +119,7 @@ def measure_cold_start(
                     str(photo),
                     str(max_det),
                     str(repeats),
+                    bundle.manifest.classifier.precision,
                 ],
                 capture_output=True,
                 text=True,

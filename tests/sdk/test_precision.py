@@ -208,3 +208,48 @@ def test_cli_bench_refuses_a_precision_the_bundle_lacks(
     args = ["bench", "--bundle", str(with_int8), "--quick", "--rounds", "1"]
     assert main([*args, "--precision", "fp16"]) == 1
     assert "available: fp32, int8" in capsys.readouterr().err
+
+
+def test_cold_start_child_loads_the_benched_precision(
+    with_int8: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The cold-start row runs in a fresh process; it must open the precision the rest of
+    the bench measured, not the bundle's default (nor whatever its environment says)."""
+    import time
+
+    import cv2
+
+    from pillsnap_sdk.bench import coldstart
+
+    photo = tmp_path / "red.png"
+    cv2.imwrite(str(photo), RED[..., ::-1])
+    seen: list[str] = []
+    real = coldstart.Identifier
+
+    def spy(bundle: object) -> Identifier:
+        seen.append(bundle.manifest.classifier.precision)  # type: ignore[attr-defined]
+        return real(bundle)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(coldstart, "Identifier", spy)
+    monkeypatch.setenv("PILLSNAP_PRECISION", "fp32")
+    assert (
+        coldstart._child(time.perf_counter(), [str(with_int8), str(photo), "0", "0", "int8"]) == 0
+    )
+    assert seen == ["int8"]
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["load_ms"] >= 0
+
+
+def test_cold_start_runs_for_a_variant(with_int8: Path) -> None:
+    import cv2
+
+    from pillsnap_sdk.bench.coldstart import measure_cold_start
+    from pillsnap_sdk.bench.scenes import MULTI, Scene
+
+    ok, data = cv2.imencode(".png", RED[..., ::-1])
+    assert ok
+    bundle = select_precision(load_bundle(with_int8), "int8")
+    cs = measure_cold_start(bundle, Scene(MULTI, "red", data.tobytes(), 1), runs=1, repeats=0)
+    assert cs.runs == 1 and cs.cold_start_ms > 0
