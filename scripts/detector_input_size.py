@@ -3,8 +3,8 @@
 Why a script: a larger detector input is the cheapest-looking recall lever (no training),
 and it changes the bundle's format (input shape, preprocessing size), so it is measured on
 scratch copies, never on ``models/``. Each copy gets the same weights exported at one size,
-its manifest updated and re-sealed, and the validation photos scored through the SDK with
-the bundle's thresholds unchanged.
+written by the SDK's bundle writer (hashed, validated, sealed), and the validation photos
+are scored through the SDK with the bundle's thresholds unchanged.
 
     python scripts/detector_input_size.py --config configs/pushin-pill-edge.yaml \
         --bundle models/pushin-pill-edge \
@@ -17,14 +17,16 @@ Needs the config's work_dir with ``ingest`` done (the split is read from it).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from pillsnap_sdk import Identifier
-from pillsnap_sdk.bundle.manifest import canonical_manifest_digest
+from pillsnap_sdk.bundle.loader import load_bundle
+from pillsnap_sdk.bundle.manifest import CARD_NAME, MANIFEST_NAME
+from pillsnap_sdk.bundle.writer import write_bundle
 from pillsnap_train.config import load_config
 from pillsnap_train.detector.export import export_detector_onnx
 from pillsnap_train.evaluate import score_pipeline
@@ -40,19 +42,36 @@ _SHOWN = (
 
 
 def resized_bundle(src: Path, weights: Path, size: int, out: Path) -> Path:
-    """A copy of bundle ``src`` whose detector is ``weights`` exported at ``size`` px."""
+    """A copy of bundle ``src`` whose detector is ``weights`` exported at ``size`` px,
+    written (hashed, validated and sealed) by the SDK's own bundle writer."""
+    bundle = load_bundle(src)
+    m = bundle.manifest
+    if m.detector is None:
+        raise SystemExit(f"{src}: the bundle has no detector")
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(src, out)
-    export_detector_onnx(weights, out / "detector.onnx", imgsz=size)
-    raw = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    det = raw["detector"]
+    with tempfile.TemporaryDirectory(prefix="detsize-") as tmp:
+        onnx = export_detector_onnx(weights, Path(tmp) / m.detector.file, imgsz=size)
+        detector_bytes = onnx.read_bytes()
+    models = {f: bundle.model_bytes(f) for f in (m.classifier.file, *(v.file for v in m.variants))}
+    models[m.detector.file] = detector_bytes
+    det = m.detector.model_dump(exclude={"sha256"})
     det["input_shape"] = [1, 3, size, size]
     det["preprocessing"]["size"] = [size, size]
-    det["sha256"] = hashlib.sha256((out / "detector.onnx").read_bytes()).hexdigest()
-    raw["files"]["detector.onnx"] = det["sha256"]
-    raw["manifest_sha256"] = canonical_manifest_digest(raw)
-    (out / "manifest.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    raw = json.loads(bundle.files[MANIFEST_NAME])
+    keep = ("min_sdk_version", "thresholds", "metrics", "data", "provenance")
+    write_bundle(
+        out,
+        name=m.name,
+        version=m.version,
+        classifier=m.classifier.model_dump(exclude={"sha256"}),
+        detector=det,
+        variants=[v.model_dump(exclude={"sha256"}) for v in m.variants],
+        models=models,
+        labels=bundle.labels,
+        model_card=bundle.files.get(CARD_NAME, b"").decode("utf-8"),
+        extra={k: raw[k] for k in keep if k in raw},
+    )
     return out
 
 

@@ -6,9 +6,8 @@ average is a working network that often ranks its own mistakes better than eithe
 and the 2.2.0 candidate beat both on top-1 and on pills named at the 0.5 % wrong-name
 rule; the 2.2.0 bundle's soup named fewer pills than its better ingredient but fewer
 wrongly (1 vs 2 of 246), and its int8 variant passed the gate where that ingredient's did
-not. It costs one training
-per ingredient and nothing at inference: the soup is one network of the same shape,
-exported like any other.
+not. It costs one training per ingredient and nothing at inference: the soup is one
+network of the same shape, exported like any other.
 """
 
 from __future__ import annotations
