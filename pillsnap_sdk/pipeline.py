@@ -45,10 +45,11 @@ from .photo import Photo, load_photo, to_full
 from .postprocess import calibrated_softmax
 from .preprocessing import preprocess_batch
 from .results import BundleRef, IdentifyResult
-from .router import Plan, route
+from .router import GROUP_BYTES, Plan, route
 from .runtime import (
     ProviderArg,
     check_providers,
+    check_threads,
     providers_from_env,
     threads_from_env,
 )
@@ -116,6 +117,16 @@ class Identifier:
         self._closed = False
         if intra_op_threads is None:
             intra_op_threads = threads_from_env()
+        intra_op_threads = check_threads(intra_op_threads)
+        if not isinstance(strict_providers, bool):
+            raise InvalidArgumentError(
+                f"strict_providers must be True or False, got {strict_providers!r}"
+            )
+        if runners is not None and not isinstance(runners, Runners):
+            raise InvalidArgumentError(
+                "runners must be a pillsnap_sdk.Runners(classifier=..., detector=...), "
+                f"got {type(runners).__name__}"
+            )
 
         self._cls, self._det = open_stages(
             bundle,
@@ -167,6 +178,13 @@ class Identifier:
         """The same Identifier (bundle, preprocessing, router, thresholds) with other
         engines for the given models, e.g. torch modules to compare engines on exactly
         the SDK's code path. ``self`` is unchanged."""
+        self._require_open()
+        for role, r in (("classifier", classifier), ("detector", detector)):
+            if r is not None and not callable(getattr(r, "run", None)):
+                raise InvalidArgumentError(
+                    f"{role} runner needs a run(output_names, feeds) method like "
+                    f"onnxruntime.InferenceSession, got {type(r).__name__}"
+                )
         twin = copy.copy(self)
         if classifier is not None:
             twin._cls = ClassifierStage(
@@ -376,7 +394,7 @@ class Identifier:
         decoded photos held at once), so bigger work goes group by group."""
         results: list[IdentifyResult | PillsnapError] = []
         group: list[Plan | PillsnapError] = []
-        n_crops = 0
+        n_crops = held = 0
         for img in images:
             try:
                 plan: Plan | PillsnapError = self._plan(img, mode, channel_order)
@@ -385,11 +403,13 @@ class Identifier:
                     raise
                 plan = exc
             n = len(plan.crops) if isinstance(plan, Plan) else 0
-            if group and n_crops + n > self._cls.chunk:
+            size = plan.held_bytes() if isinstance(plan, Plan) else 0
+            if group and (n_crops + n > self._cls.chunk or held + size > GROUP_BYTES):
                 results += self._answer(group, top_k)
-                group, n_crops = [], 0
+                group, n_crops, held = [], 0, 0
             group.append(plan)
             n_crops += n
+            held += size
         return results + self._answer(group, top_k)
 
     def _answer(
@@ -458,6 +478,7 @@ class Identifier:
 
     def _load(self, image: ImageInput, channel_order: ChannelOrder, detect: bool) -> Photo:
         """Decoded as coarsely as the detector's input allows when it runs (big JPEGs)."""
+        check_channel_order(channel_order)
         det = self._det.preprocessing if detect and self._det is not None else None
         return load_photo(
             image, max_pixels=self._max_pixels, channel_order=channel_order, detector=det

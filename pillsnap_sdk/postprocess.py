@@ -16,12 +16,17 @@ F32 = npt.NDArray[np.float32]
 
 
 def calibrated_softmax(logits: F32, temperature: float) -> F32:
-    """``softmax(logits / T)`` row-wise, numerically stable, in float32."""
-    z = logits.astype(np.float32) / np.float32(temperature)
+    """``softmax(logits / T)`` row-wise, numerically stable, returned as float32.
+
+    Computed in float64: finite float32 logits near 3e38 divided by a temperature below 1
+    overflowed float32 to inf and came out NaN (a tampered model); in float64 any finite
+    float32 logit over any allowed temperature (>= 0.01) stays finite.
+    """
+    z = np.asarray(logits, np.float64) / float(temperature)
     z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
-    return z
+    return z.astype(np.float32)
 
 
 def is_identified(probs: F32, threshold: float, margin: float) -> npt.NDArray[np.bool_]:

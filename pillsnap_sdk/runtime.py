@@ -171,14 +171,42 @@ def providers_from_env() -> list[str] | None:
         raise InvalidArgumentError(f"PILLSNAP_PROVIDERS={raw!r}: {exc}") from None
 
 
+def max_intra_op_threads() -> int:
+    """The most intra-op threads a model may ask for: 4x the CPUs this process may use
+    (at least 8).
+
+    Why a cap: onnxruntime starts every requested thread up front, each with its own
+    stack, so a typo (``--threads 100000``) took 30 s and 2 GB before crashing the process
+    with SIGSEGV; more threads than cores never made a model faster.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(8, 4 * cpus)
+
+
+def check_threads(value: object, name: str = "intra_op_threads") -> int | None:
+    """``value`` as a thread count (None: onnxruntime's default), or InvalidArgumentError."""
+    if value is None:
+        return None
+    cap = max_intra_op_threads()
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= cap:
+        raise InvalidArgumentError(
+            f"{name} must be an int from 1 to {cap} (4x this machine's CPUs), or None for "
+            f"onnxruntime's default; got {value!r}"
+        )
+    return value
+
+
 def threads_from_env() -> int | None:
     """``$PILLSNAP_THREADS`` (onnxruntime intra-op threads per model), or None when unset."""
     raw = os.environ.get("PILLSNAP_THREADS", "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
         raise InvalidArgumentError(f"PILLSNAP_THREADS must be a positive integer, got {raw!r}")
-    return int(raw)
+    return check_threads(int(raw), "PILLSNAP_THREADS")
 
 
 def _hints(names: list[str]) -> str:
@@ -208,17 +236,9 @@ def create_session(
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.inter_op_num_threads = 1
-    if intra_op_threads is not None:
-        if (
-            not isinstance(intra_op_threads, int)
-            or isinstance(intra_op_threads, bool)
-            or intra_op_threads < 1
-        ):
-            raise InvalidArgumentError(
-                f"intra_op_threads must be a positive int (or None for onnxruntime's "
-                f"default), got {intra_op_threads!r}"
-            )
-        opts.intra_op_num_threads = intra_op_threads
+    threads = check_threads(intra_op_threads)
+    if threads is not None:
+        opts.intra_op_num_threads = threads
     # Spinning intra-op threads burn the cores the *other* stage (and the caller's other
     # threads) need; measured on 2 cores: 22-pill photo 1285 -> 1032 ms with spinning off.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -43,12 +43,24 @@ class Runner(Protocol):
     def run(self, output_names: Any, input_feed: dict[str, Any]) -> Sequence[Any]: ...
 
 
-def _run(runner: Runner, name: str, tensor: F32) -> list[Any]:
-    """One runner call; an engine's own error becomes a :class:`BundleError`."""
+def _run(runner: Runner, name: str, tensor: F32) -> F32:
+    """One runner call's first output as float32; an engine's own error, or an output
+    that is not a numeric array (a custom runner returning ``[]`` or strings), becomes a
+    :class:`BundleError` rather than an IndexError/ValueError from deep inside numpy."""
     try:
-        return list(runner.run(None, {name: tensor}))
+        outputs = runner.run(None, {name: tensor})
+        first = next(iter(outputs), None)
     except Exception as exc:  # onnxruntime's own Fail/InvalidArgument types
         raise BundleError(f"the model failed to run: {exc}") from exc
+    if first is None:
+        raise BundleError("the model returned no output")
+    try:
+        out = np.asarray(first, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BundleError(f"the model's output is not a numeric array: {exc}") from exc
+    if out.ndim == 0:
+        raise BundleError("the model's output is a scalar, not an array")
+    return out
 
 
 class Detections(NamedTuple):
@@ -76,8 +88,7 @@ class DetectorStage:
         t0 = time.perf_counter()
         tensor, geom = preprocess(rgb, self.preprocessing)
         pre_ms = (time.perf_counter() - t0) * 1000.0
-        (raw,) = _run(self.runner, self.input_name, tensor[None])[:1]
-        return np.asarray(raw, dtype=np.float32), geom, pre_ms
+        return _run(self.runner, self.input_name, tensor[None]), geom, pre_ms
 
     def __call__(
         self,
@@ -135,11 +146,13 @@ class ClassifierStage:
             part = batch[i : i + step]
             if self.fixed_batch and part.shape[0] < step:  # pad the tail
                 pad = np.zeros((step - part.shape[0], *part.shape[1:]), dtype=np.float32)
-                out = _run(self.runner, self.input_name, np.concatenate([part, pad]))[0]
-                chunks.append(np.asarray(out)[: part.shape[0]])
+                out = _run(self.runner, self.input_name, np.concatenate([part, pad]))
+                chunks.append(out[: part.shape[0]])
             else:
-                chunks.append(np.asarray(_run(self.runner, self.input_name, part)[0]))
-        return np.concatenate(chunks).astype(np.float32, copy=False)
+                chunks.append(_run(self.runner, self.input_name, part))
+        if any(c.shape[1:] != chunks[0].shape[1:] for c in chunks):
+            raise BundleError(f"the model's outputs changed shape between runs: {chunks[0].shape}")
+        return np.concatenate(chunks)
 
 
 def runner_providers(runner: Runner) -> list[str]:

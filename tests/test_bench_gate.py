@@ -394,3 +394,18 @@ def test_bench_module_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_unknown_profile_fails_before_measuring(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--profile typo`` ran the whole bench, checked no profile and exited 0."""
+    from pillsnap_sdk.bench import run as bench_run
+    from pillsnap_sdk.errors import InvalidArgumentError
+
+    def no_measuring(*_a: object, **_k: object) -> None:
+        raise AssertionError("measured before checking the profile name")
+
+    monkeypatch.setattr(bench_run, "find_scenes", no_measuring)
+    with pytest.raises(InvalidArgumentError, match="rtx5080"):
+        bench_run.run_bench(tiny_bundle, quick=True, profile="rtx5O80")

@@ -51,6 +51,12 @@ class JsonlSink:
         self.torn_bytes = 0
         if self.path.is_dir():
             raise InvalidArgumentError(f"--jsonl {self.path} is a folder; name a .jsonl file")
+        if self.path.exists() and not self.path.is_file():
+            # /dev/full, a FIFO, a socket: the resume scan would read forever or block, and
+            # the records would not be kept anywhere a later run can find them.
+            raise InvalidArgumentError(
+                f"--jsonl {self.path} is not a regular file; name a .jsonl file"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("a+b")

@@ -23,6 +23,7 @@ import onnxruntime as ort
 from ..bundle.loader import Bundle, load_bundle
 from ..bundle.manifest import BundleManifest
 from ..bundle.variants import select_precision
+from ..errors import InvalidArgumentError
 from ..image import load_image
 from ..pipeline import Identifier
 from ..version import __version__
@@ -200,6 +201,13 @@ def run_bench(
     (default ``$PILLSNAP_PRECISION``, else the bundle's own), exactly as
     ``Identifier.from_bundle`` would: a kiosk measures what it will run."""
     bundle = select_precision(load_bundle(bundle_path), precision)
+    profiles = load_profiles(profiles_file)  # before measuring: a typo'd --profile fails fast
+    names = sorted(profiles.get("profiles", {}))
+    if profile is not None and profile not in names:
+        raise InvalidArgumentError(
+            f"no device profile {profile!r} in {profiles.get('source', 'the profiles file')}; "
+            f"choose from {', '.join(names) or '(none)'}"
+        )
     provs = list(providers) if providers else ["CPUExecutionProvider"]
     scenes = find_scenes(images)
     goals = {"multi_e2e_vs_floor_max": GOAL_E2E_VS_FLOOR}
@@ -208,7 +216,6 @@ def run_bench(
     session = BenchSession(bundle, scenes, rounds, provs, progress or (lambda _msg: None))
     report.scenes = session.scene_pass()
     report.floor_search = session.floor_search_summary()
-    profiles = load_profiles(profiles_file)
     report.meta["profiles_source"] = profiles.get("source", "")
     report.profiles = session.check_profiles(profiles, profile)
     if not quick:

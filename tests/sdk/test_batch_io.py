@@ -98,6 +98,18 @@ def test_jsonl_refuses_a_file_that_is_not_ours(tmp_path: Path) -> None:
         JsonlSink(tmp_path)
 
 
+def test_jsonl_refuses_devices_and_fifos(tmp_path: Path) -> None:
+    """``--jsonl /dev/full`` was scanned as a file and blamed for a 16 MiB line."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in (Path("/dev/full"), Path("/dev/zero"), fifo):
+        if target.exists():
+            with pytest.raises(InvalidArgumentError, match="not a regular file"):
+                JsonlSink(target)
+
+
 def test_progress_draws_rate_and_eta_only_when_asked() -> None:
     buf = io.StringIO()
     quiet = Progress(10, buf)  # a StringIO is not a terminal
