@@ -32,7 +32,7 @@ from .answers import build_results
 from .bundle.loader import Bundle, load_bundle
 from .bundle.manifest import BundleManifest, LabelsFile
 from .bundle.variants import select_precision
-from .errors import InvalidArgumentError, PillsnapError
+from .errors import BundleError, InvalidArgumentError, PillsnapError
 from .image import (
     DEFAULT_MAX_PIXELS,
     ChannelOrder,
@@ -70,6 +70,8 @@ Mode = Literal["auto", "single", "combo"]
 #: Identifier. Each concurrent run grows the session arena by its own working set, which
 #: the arena keeps; 8 unbounded threads took RSS from 303 to 1,009 MB (docs/reliability.md).
 DEFAULT_CONCURRENT_RUNS = 2
+#: Largest classifier logit magnitude accepted from a model (see ``_classify``).
+MAX_ABS_LOGIT = 1e4
 _MODES = ("auto", "single", "combo")
 F32 = npt.NDArray[np.float32]
 
@@ -511,8 +513,15 @@ class Identifier:
         pre_ms = (time.perf_counter() - t0) * 1000.0
         logits = self._cls.logits(batch)
         if logits.shape != (len(crops), n_cls) or not np.isfinite(logits).all():
-            raise PillsnapError(
+            raise BundleError(
                 f"classifier returned {logits.shape} / non-finite logits; the bundle is broken"
+            )
+        if logits.size and float(np.abs(logits).max()) > MAX_ABS_LOGIT:
+            # Real classifiers give logits within about +-100; 1e38 (a tampered model) named
+            # every photo at confidence 1.0.
+            raise BundleError(
+                f"classifier returned a logit of {float(np.abs(logits).max()):.3g} (beyond "
+                f"+-{MAX_ABS_LOGIT:g}); the bundle is broken"
             )
         temp = self._bundle.manifest.thresholds.temperature
         return calibrated_softmax(logits, temp), pre_ms

@@ -4,6 +4,12 @@ Middleware order (outermost first): metrics (counts every status, including refu
 inner layers), then the body-size/timeout limit, then FastAPI. The bundle is loaded in the
 background at start-up so ``/healthz`` answers at once and ``/readyz`` says 503 until the
 bundle is verified and warmed.
+
+python-multipart logs a WARNING for every malformed upload ("Expected boundary character
+..."), which put one line of client noise on the operator's console per bad request (on
+stderr even with logging unconfigured). Starlette already answers those requests 400, so
+such records are passed on at DEBUG through ``pillsnap.serve.multipart`` instead; the
+library's ERROR records and the service's own logs are untouched.
 """
 
 from __future__ import annotations
@@ -31,6 +37,35 @@ from .state import ServiceContext
 __all__ = ["create_app"]
 
 log = logging.getLogger("pillsnap.serve")
+
+#: The logger python-multipart's parser writes to (its module's ``__name__``).
+MULTIPART_LOGGER = "python_multipart.multipart"
+
+
+class _ClientNoiseToDebug(logging.Filter):
+    """Drops a library's WARNING-or-lower record and re-logs its text at DEBUG as our own."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        if self.target.isEnabledFor(logging.DEBUG):
+            self.target.debug("multipart parser: %s", record.getMessage())
+        return False
+
+
+_MULTIPART_FILTER = _ClientNoiseToDebug(logging.getLogger("pillsnap.serve.multipart"))
+
+
+def quiet_multipart_warnings() -> None:
+    """Install the filter on python-multipart's logger (idempotent; see the module doc)."""
+    lib = logging.getLogger(MULTIPART_LOGGER)
+    if _MULTIPART_FILTER not in lib.filters:
+        lib.addFilter(_MULTIPART_FILTER)
+
 
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -76,6 +111,7 @@ def create_app(
         openapi_url=None,
         lifespan=lifespan,
     )
+    quiet_multipart_warnings()
     app.include_router(build_router(ctx))
     page = resources.files("pillsnap_sdk.serve").joinpath("static/index.html").read_bytes()
 
@@ -136,6 +172,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _json_error(400, type(exc).__name__, f"{exc}; retake or resend the photo")
         if isinstance(exc, InvalidArgumentError):
             return _json_error(422, type(exc).__name__, str(exc))
+        # Not the client's fault (e.g. a broken bundle's non-finite output): one log line and
+        # a 500 naming the SDK error type; registered by class, so Starlette does not
+        # re-raise it into a traceback the way it does for the catch-all below.
         log.error("SDK error: %s: %s", type(exc).__name__, exc)
         return _json_error(500, type(exc).__name__, str(exc))
 

@@ -4,26 +4,49 @@ The file stores only sha256 digests, so a leaked keys file does not leak keys. A
 key is hashed and compared with *every* stored digest through :func:`hmac.compare_digest`
 (no early exit), so response time does not tell how close a guess was. Keys are never
 logged or echoed in error messages.
+
+The keys file is read only when it is a regular file, and at most :data:`MAX_FILE_BYTES`
+of it: ``--api-keys-file /dev/zero`` used to read forever (its size is reported as 0) and
+a FIFO with no writer blocked start-up forever.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["KeyEntry", "KeyStore", "KeysFileError", "generate_key", "hash_key"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "KeyEntry",
+    "KeyStore",
+    "KeysFileError",
+    "generate_key",
+    "hash_key",
+    "read_keys_file",
+]
 
 Role = Literal["client", "admin"]
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 #: Longer presented keys are refused without hashing (bounded work per request).
 MAX_KEY_CHARS = 256
-_MAX_FILE_BYTES = 1024 * 1024
+#: Largest keys file read (1 MiB, about 10,000 keys); a bigger one is refused.
+MAX_FILE_BYTES = 1024 * 1024
+#: O_NONBLOCK: opening a FIFO without a writer returns at once (then refused as not a
+#: regular file) instead of blocking; no effect on regular files. Absent on Windows.
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 
 
 class KeysFileError(ValueError):
@@ -62,11 +85,11 @@ class KeyStore:
     @classmethod
     def from_file(cls, path: Path) -> KeyStore:
         try:
-            if path.stat().st_size > _MAX_FILE_BYTES:
-                raise KeysFileError(f"{path}: larger than 1 MB; is it really a keys file?")
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_keys_file(path).decode("utf-8")
+        except OSError as exc:
             raise KeysFileError(f"cannot read keys file {path}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise KeysFileError(f"cannot read keys file {path}: not UTF-8 text ({exc})") from None
         return cls(parse_keys(text, str(path)))
 
     def check(self, presented: str) -> KeyEntry | None:
@@ -82,6 +105,36 @@ class KeyStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def read_keys_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most :data:`MAX_FILE_BYTES`.
+
+    The file is opened first and checked with ``fstat`` on the open descriptor, so a path
+    swapped for a device or FIFO between a check and the read is still refused.
+    """
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+            raise KeysFileError(f"keys file {path} is {kind}, not a regular file")
+        chunks: list[bytes] = []
+        left = MAX_FILE_BYTES + 1  # one byte more than allowed tells "too big" from "at limit"
+        while left > 0:
+            chunk = os.read(fd, min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    if left <= 0:
+        raise KeysFileError(
+            f"keys file {path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; "
+            "is it really a keys file?"
+        )
+    return b"".join(chunks)
 
 
 def parse_keys(text: str, source: str = "keys file") -> list[KeyEntry]:

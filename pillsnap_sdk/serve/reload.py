@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import BundleError, PillsnapError
-from ..pipeline import Identifier
+from ..pipeline import Identifier, Mode
 
-__all__ = ["BundleHolder", "ServedBundle", "load_served"]
+__all__ = ["BundleHolder", "ServedBundle", "load_served", "warmup_photos"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +54,45 @@ class ServedBundle:
         }
 
 
+def warmup_photos() -> list[tuple[str, npt.NDArray[np.uint8], Mode]]:
+    """The photos a bundle must identify before it is served, with the mode each runs in.
+
+    A blank photo in ``auto`` runs the detector, then the classifier on the whole photo
+    (nothing is detected). It alone let through a classifier whose outputs blow up only on
+    some inputs (logits x 1e38: every later request failed), so two more fixed photos run:
+    a white round "pill" on a blue-grey background (``auto``: the default bundle's detector
+    finds it, so boxes, crops and the crop classifier run) and noise classified whole
+    (``single``: texture for certain). More inputs make such a bundle likelier to be
+    caught; no fixed set of photos can prove it never fails.
+    """
+    h, w = 480, 640
+    blank = np.full((h, w, 3), 200, dtype=np.uint8)
+    yy, xx = np.ogrid[:h, :w]
+    pill = np.empty((h, w, 3), dtype=np.uint8)
+    pill[:] = (90, 110, 140)
+    pill[(xx - w // 2) ** 2 + (yy - h // 2) ** 2 <= 40**2] = (240, 240, 235)
+    noise = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return [
+        ("blank photo", blank, "auto"),
+        ("pill photo", pill, "auto"),
+        ("noise photo", noise, "single"),
+    ]
+
+
 def load_served(path: Path, *, threads: int | None = None) -> ServedBundle:
-    """Verify and load ``path``, then run one photo through it so the first request is warm.
+    """Verify and load ``path``, then run the warm-up photos so the first request is warm.
 
     Raises :class:`BundleError` (with the reason) for any failure, including a warm-up
-    that crashes: a bundle that cannot identify a blank photo must not be swapped in.
+    that raises an SDK error (e.g. non-finite classifier output): a bundle that cannot
+    identify these photos must not be swapped in. (Other exceptions, e.g. a result the
+    SDK's model refuses, become a :class:`BundleError` in :meth:`BundleHolder.reload`.)
     """
     idf = Identifier.from_bundle(path, intra_op_threads=threads)
-    blank = np.full((480, 640, 3), 200, dtype=np.uint8)
-    try:
-        idf.identify(blank, mode="auto", top_k=1)
-    except PillsnapError as exc:
-        raise BundleError(f"{path}: warm-up failed: {exc}") from exc
+    for what, photo, mode in warmup_photos():
+        try:
+            idf.identify(photo, mode=mode, top_k=1)
+        except PillsnapError as exc:
+            raise BundleError(f"{path}: warm-up on a {what} failed: {exc}") from exc
     return ServedBundle(idf, Path(path))
 
 

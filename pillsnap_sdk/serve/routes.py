@@ -4,11 +4,17 @@ Forms are parsed by hand rather than through FastAPI's parameter injection so th
 refusal has the one error shape and the status the contract names: 415 for a body or part
 that is not an image, 422 for bad ``mode``/``top_k`` or missing fields, 400 for a photo the
 SDK cannot decode.
+
+Client text is never handed to a lenient parser: ``top_k`` is 1-3 ASCII digits (``int()``
+also took ``" 7 "``, ``"1_0"`` and Arabic-Indic digits), and the reload body is at most
+:data:`MAX_RELOAD_BODY` bytes of JSON whose nesting is checked before parsing
+(``"[" * 100000`` made ``json.loads`` raise ``RecursionError``: a 500 and a traceback).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +31,7 @@ from .errors import ServeError, error_body
 from .metrics import CONTENT_TYPE_LATEST
 from .state import ServiceContext
 
-__all__ = ["ROUTE_LABELS", "build_router"]
+__all__ = ["MAX_RELOAD_BODY", "ROUTE_LABELS", "build_router"]
 
 ROUTE_LABELS = {
     p: p
@@ -43,7 +49,13 @@ ROUTE_LABELS = {
 }
 _MODES = ("auto", "single", "combo")
 _MAX_TOP_K = 100
+#: ``top_k``: plain ASCII decimal digits, no sign, space or separator ("007" is 7).
+_TOP_K = re.compile(r"[0-9]{1,3}")
 _OK_PART_TYPES = ("application/octet-stream", "")
+#: Largest ``/v1/admin/reload`` body: ``{"bundle": PATH}`` with a plain 4096-character path fits.
+MAX_RELOAD_BODY = 16 * 1024
+#: Deepest ``[``/``{`` nesting a reload body may have; the valid body nests 1 deep.
+_MAX_JSON_DEPTH = 8
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
@@ -173,17 +185,27 @@ async def _image_bytes(part: UploadFile | str, name: str) -> bytes:
 
 
 def _params(form: FormData) -> tuple[Mode, int]:
-    mode = form.get("mode") or "auto"
+    """``mode`` and ``top_k``; an empty field counts as absent (an HTML form's empty input)."""
+    mode = _single_field(form, "mode") or "auto"
     if not isinstance(mode, str) or mode not in _MODES:
         raise ServeError(422, "InvalidArgument", f"mode must be one of {_MODES}")
-    raw = form.get("top_k") or "5"
-    try:
-        top_k = int(raw) if isinstance(raw, str) else -1
-    except ValueError:
-        top_k = -1
+    raw = _single_field(form, "top_k") or "5"
+    top_k = int(raw) if isinstance(raw, str) and _TOP_K.fullmatch(raw) else -1
     if not 1 <= top_k <= _MAX_TOP_K:
-        raise ServeError(422, "InvalidArgument", f"top_k must be an integer 1..{_MAX_TOP_K}")
+        raise ServeError(
+            422,
+            "InvalidArgument",
+            f"top_k must be a whole number 1..{_MAX_TOP_K} in ASCII digits (e.g. 5)",
+        )
     return mode, top_k  # type: ignore[return-value]
+
+
+def _single_field(form: FormData, name: str) -> UploadFile | str | None:
+    """The field's one value; sent twice is refused rather than silently picking one."""
+    values = form.getlist(name)
+    if len(values) > 1:
+        raise ServeError(422, "InvalidArgument", f"send the field '{name}' at most once")
+    return values[0] if values else None
 
 
 def _batch(
@@ -211,11 +233,26 @@ def _entry(e: IdentifyResult | ServeError) -> dict[str, Any]:
 
 
 def _reload_path(body: bytes) -> Path | None:
+    """The path named by a reload body (None: reload the path being served)."""
+    if len(body) > MAX_RELOAD_BODY:
+        raise ServeError(
+            413,
+            "PayloadTooLarge",
+            f'reload body over {MAX_RELOAD_BODY} bytes; send {{"bundle": PATH}} or nothing',
+        )
     if not body.strip():
         return None
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ServeError(422, "InvalidArgument", "body must be UTF-8 JSON") from None
+    if _json_depth(text) > _MAX_JSON_DEPTH:
+        raise ServeError(
+            422, "InvalidArgument", 'body nests too deeply; send {"bundle": PATH} or nothing'
+        )
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: belt and braces after the check
         raise ServeError(422, "InvalidArgument", 'body must be JSON: {"bundle": PATH}') from None
     if not isinstance(data, dict) or set(data) - {"bundle"}:
         raise ServeError(422, "InvalidArgument", 'body must be {"bundle": PATH} or empty')
@@ -225,3 +262,25 @@ def _reload_path(body: bytes) -> Path | None:
     if not isinstance(value, str) or not value or len(value) > 4096:
         raise ServeError(422, "InvalidArgument", "'bundle' must be a non-empty path string")
     return Path(value)
+
+
+def _json_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting of ``text`` outside JSON strings, found without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest

@@ -4,20 +4,48 @@ Kept free of FastAPI/uvicorn so that bad settings are refused in one line before
 heavy is imported or any bundle is loaded. The one safety rule lives here: without an API
 keys file the service binds loopback only, because it would otherwise be open to anyone
 on the network.
+
+Numbers are parsed strictly, not with ``int()``/``float()``: those accept ``"inf"``,
+``"nan"``, ``"1e999"``, ``"1_0"``, padding and non-ASCII digits, and an infinite drain
+timeout then crashed the service with a traceback when uvicorn rounded it. Only ASCII
+decimal numbers are accepted, and every number has a finite range (:data:`RANGES`).
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["ServeSettings", "SettingsError", "add_serve_arguments", "settings_from_args"]
 
 _LOOPBACK_NAMES = {"localhost"}
+_INT = re.compile(r"[+-]?[0-9]{1,12}")
+_FLOAT = re.compile(
+    r"[+-]?(?:[0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})"  # 12, 12.5, 12., .5
+    r"(?:[eE][+-]?[0-9]{1,3})?"  # exponent: 1e999 parses to inf, which the range refuses
+)
+_HOUR = 3600.0
+
+#: ``name -> (low, high, low_excluded)``: every number must lie in this range (``high``
+#: included). The high ends are generous; they refuse nonsense (a 10**9-thread pool, a
+#: drain longer than any orchestrator waits before killing), they are not tuning advice.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "port": (0, 65535, False),
+    "max_upload_mb": (0, 1024, True),
+    "max_concurrency": (0, 256, True),
+    "max_queue": (0, 100_000, False),
+    "max_batch": (0, 1024, True),
+    "threads": (0, 256, True),
+    "read_timeout_s": (0, _HOUR, True),
+    "drain_grace_s": (0, _HOUR, False),
+    "drain_timeout_s": (0, _HOUR, True),
+}
 
 
 class SettingsError(ValueError):
@@ -92,7 +120,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     """Add every flag; a flag left out falls back to its environment variable, then default."""
     for name, (env, _typ, default, text) in _FLAGS.items():
         flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, dest=name, default=None, help=f"{text}; env {env} (default {default})")
+        limits = f"; {_range_text(*RANGES[name])}" if name in RANGES else ""
+        p.add_argument(
+            flag, dest=name, default=None, help=f"{text}; env {env} (default {default}{limits})"
+        )
+
+
+def _range_text(lo: float, hi: float, lo_open: bool) -> str:
+    return f"{'>' if lo_open else '>='} {lo:g} and <= {hi:g}"
 
 
 def settings_from_args(
@@ -109,34 +144,31 @@ def settings_from_args(
         if raw is None:
             values[name] = default
             continue
-        try:
-            values[name] = typ(raw)
-        except ValueError:
-            raise SettingsError(f"{source}: expected {typ.__name__}, got {raw!r}") from None
+        values[name] = _parse(typ, str(raw), source)
     s = ServeSettings(**values)  # type: ignore[arg-type]
     _check(s)
     return s
 
 
+def _parse(typ: type, raw: str, source: str) -> object:
+    """``raw`` as ``typ``; ints and floats must be plain ASCII decimal (see the module doc)."""
+    if typ is int or typ is float:
+        pattern, what = (_INT, "ASCII digits") if typ is int else (_FLOAT, "a decimal like 2.5")
+        if pattern.fullmatch(raw) is None:
+            shown = raw if len(raw) <= 40 else raw[:40] + "..."
+            raise SettingsError(f"{source}: expected {typ.__name__} ({what}), got {shown!r}")
+    return typ(raw)
+
+
 def _check(s: ServeSettings) -> None:
-    positive: Sequence[tuple[str, float]] = (
-        ("--max-upload-mb", s.max_upload_mb),
-        ("--max-concurrency", s.max_concurrency),
-        ("--max-batch", s.max_batch),
-        ("--read-timeout-s", s.read_timeout_s),
-        ("--drain-timeout-s", s.drain_timeout_s),
-    )
-    for flag, value in positive:
-        if not value > 0:
-            raise SettingsError(f"{flag} must be > 0, got {value}")
-    if s.max_upload_mb > 1024:
-        raise SettingsError(f"--max-upload-mb must be <= 1024, got {s.max_upload_mb}")
-    if s.max_queue < 0 or s.drain_grace_s < 0:
-        raise SettingsError("--max-queue and --drain-grace-s must be >= 0")
-    if s.threads is not None and s.threads < 1:
-        raise SettingsError(f"--threads must be >= 1, got {s.threads}")
-    if not 0 <= s.port <= 65535:
-        raise SettingsError(f"--port must be 0..65535, got {s.port}")
+    for name, (lo, hi, lo_open) in RANGES.items():
+        value = getattr(s, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        low_ok = value > lo if lo_open else value >= lo
+        if not (math.isfinite(value) and low_ok and value <= hi):  # NaN fails every test
+            raise SettingsError(f"{flag} must be {_range_text(lo, hi, lo_open)}, got {value}")
     if s.api_keys_file is None and not is_loopback(s.host):
         raise SettingsError(
             f"refusing to bind {s.host} without --api-keys-file: anyone on the network could "

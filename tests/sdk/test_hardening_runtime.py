@@ -106,16 +106,19 @@ def test_runner_outputs_that_are_not_arrays_are_bundle_errors(
             twin.identify(RGB)
 
 
-def test_huge_finite_logits_give_finite_confidences(tiny_bundle: Path) -> None:
+def test_huge_finite_logits_are_a_broken_bundle(tiny_bundle: Path) -> None:
     """Logits near 3e38 overflowed float32 once divided by T < 1: NaN confidences and a raw
-    pydantic ValidationError. The softmax now runs in float64."""
+    pydantic ValidationError; computed in float64 they named everything at 1.0. Such a model
+    is broken: a typed BundleError. The softmax itself stays finite in float64."""
     import onnxruntime as ort
 
     idf = Identifier.from_bundle(tiny_bundle)
     inner = ort.InferenceSession(str(tiny_bundle / idf.manifest.classifier.file))
-    res = idf.with_runners(classifier=Scaled(inner, 3e38)).identify(RGB, mode="single")
-    conf = [c.confidence for p in res.pills for c in p.candidates]
-    assert conf and all(np.isfinite(conf)) and all(0.0 <= c <= 1.0 for c in conf)
+    for scale in (3e38, 1e5):
+        with pytest.raises(BundleError, match="logit"):
+            idf.with_runners(classifier=Scaled(inner, scale)).identify(RGB, mode="single")
+    fine = idf.with_runners(classifier=Scaled(inner, 50.0)).identify(RGB, mode="single")
+    assert all(0.0 <= c.confidence <= 1.0 for p in fine.pills for c in p.candidates)
     p = calibrated_softmax(np.array([[3e38, -3e38, 0.0]], np.float32), 0.01)
     assert p.dtype == np.float32 and np.isfinite(p).all() and p[0, 0] == 1.0
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from pillsnap_sdk.cli import main
+from pillsnap_sdk.serve import server
 from pillsnap_sdk.serve.auth import (
+    MAX_FILE_BYTES,
     KeysFileError,
     KeyStore,
     generate_key,
@@ -55,6 +59,56 @@ def test_flags_beat_env_beat_defaults() -> None:
 def test_bad_settings_are_refused(argv: list[str], env: dict[str, str], needle: str) -> None:
     with pytest.raises(SettingsError, match=needle.replace("-", r"\-").replace(".", r"\.")):
         settings_from_args(_args(*argv), env)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--drain-timeout-s", "inf", "expected float"),  # was an OverflowError traceback
+        ("--drain-timeout-s", "1e999", "must be > 0 and <= 3600"),  # parses to inf
+        ("--drain-timeout-s", "3601", "must be > 0 and <= 3600"),
+        ("--drain-grace-s", "nan", "expected float"),  # NaN passed the old '< 0' check
+        ("--read-timeout-s", "-inf", "expected float"),
+        ("--max-upload-mb", "NaN", "expected float"),
+        ("--max-upload-mb", "1_0", "expected float"),
+        ("--port", "\u0663", "expected int"),  # Arabic-Indic 3: int() took it
+        ("--port", "80_80", "expected int"),
+        ("--port", " 7 ", "expected int"),
+        ("--port", "0x50", "expected int"),
+        ("--max-batch", "1e2", "expected int"),
+        ("--threads", "99999999999", "must be > 0 and <= 256"),
+        ("--max-concurrency", "1000", "must be > 0 and <= 256"),
+        ("--max-queue", "100001", "must be >= 0 and <= 100000"),
+    ],
+)
+def test_numbers_are_strict_finite_and_in_range(flag: str, value: str, needle: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        settings_from_args(_args(f"{flag}={value}"), {})
+    assert flag in str(info.value) and needle in str(info.value)
+    env_name = "PILLSNAP_" + flag[2:].replace("-", "_").upper()
+    with pytest.raises(SettingsError, match=needle.replace(".", r"\.")):
+        settings_from_args(_args(), {env_name: value})
+
+
+def test_plain_numbers_still_accepted() -> None:
+    s = settings_from_args(
+        _args("--drain-timeout-s", "3600", "--read-timeout-s", ".5", "--max-upload-mb", "2e1"),
+        {"PILLSNAP_DRAIN_GRACE_S": "0", "PILLSNAP_PORT": "0", "PILLSNAP_THREADS": "256"},
+    )
+    assert (s.drain_timeout_s, s.read_timeout_s, s.max_upload_mb) == (3600.0, 0.5, 20.0)
+    assert (s.drain_grace_s, s.port, s.threads) == (0.0, 0, 256)
+
+
+def test_cli_infinite_drain_timeout_is_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def must_not_start(*_: object) -> int:
+        raise AssertionError("the server started with a bad --drain-timeout-s")
+
+    monkeypatch.setattr(server, "serve", must_not_start)
+    assert main(["serve", "--drain-timeout-s", "inf", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pillsnap: error: --drain-timeout-s")
 
 
 def test_non_loopback_allowed_with_keys_file(tmp_path: Path) -> None:
@@ -121,6 +175,51 @@ def test_keys_file_errors(tmp_path: Path) -> None:
     empty.write_text("# nothing\n")
     with pytest.raises(KeysFileError, match="no keys"):
         KeyStore.from_file(empty)
+
+
+def test_keys_file_size_cap(tmp_path: Path) -> None:
+    d = "ab" * 32
+    at_cap = tmp_path / "at-cap"
+    line = f"k1 {d}\n".encode()
+    at_cap.write_bytes(line + b"#" * (MAX_FILE_BYTES - len(line)))
+    assert len(KeyStore.from_file(at_cap)) == 1
+    over = tmp_path / "over"
+    over.write_bytes(line + b"#" * (MAX_FILE_BYTES - len(line) + 1))
+    with pytest.raises(KeysFileError, match="larger than 1 MiB"):
+        KeyStore.from_file(over)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev/zero")
+def test_keys_file_must_be_a_regular_file(tmp_path: Path) -> None:
+    """A FIFO without a writer blocked start-up forever and /dev/zero was read forever (it
+    reports size 0). Run in a child with a deadline, so a regression fails, not hangs."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from pillsnap_sdk.cli import main
+        from pillsnap_sdk.serve.auth import KeyStore, KeysFileError
+        for path in ({str(fifo)!r}, "/dev/zero", {str(tmp_path)!r}):
+            try:
+                KeyStore.from_file(Path(path))
+            except KeysFileError as exc:
+                print("refused:", exc)
+        print("rc", main(["serve", "--api-keys-file", "/dev/zero", "--port", "1"]))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines == [
+        f"refused: keys file {fifo} is a device, FIFO or socket, not a regular file",
+        "refused: keys file /dev/zero is a device, FIFO or socket, not a regular file",
+        f"refused: keys file {tmp_path} is a directory, not a regular file",
+        "rc 2",
+    ]
+    assert out.stderr == (
+        "pillsnap: error: keys file /dev/zero is a device, FIFO or socket, not a regular file\n"
+    )
 
 
 def test_presented_key_headers() -> None:

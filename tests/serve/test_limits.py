@@ -14,7 +14,7 @@ import pytest
 
 from pillsnap_sdk import Identifier, IdentifyResult
 from pillsnap_sdk.bundle.loader import load_bundle
-from pillsnap_sdk.serve.limits import Busy, InferenceGate
+from pillsnap_sdk.serve.limits import Busy, InferenceGate, _content_length
 from pillsnap_sdk.serve.state import ServiceContext
 
 from .live import Keys, Live, live_server, multipart, served, settings
@@ -178,3 +178,20 @@ def test_gate_counts_and_releases() -> None:
         return events
 
     assert asyncio.run(scenario()) == ["start a", "busy c retry=1", "start b"]
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        (b"1024", 1024),
+        (b"0", 0),
+        (b"1_0", None),  # int() took these three
+        (b" 12 ", None),
+        (b"-5", None),
+        (b"\xd9\xa3", None),  # Arabic-Indic 3 in UTF-8
+        (b"9" * 5000, None),  # int() raised a ValueError here; now refused before parsing
+    ],
+)
+def test_content_length_is_ascii_digits_only(value: bytes, want: int | None) -> None:
+    """A length that is not plain digits is ignored: the body is then counted as it comes."""
+    assert _content_length({"headers": [(b"content-length", value)]}) == want

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pillsnap_sdk import Identifier, IdentifyResult
+from pillsnap_sdk.serve.app import MULTIPART_LOGGER
 from pillsnap_sdk.serve.state import ServiceContext
 
 from .conftest import png
-from .live import Keys, Live, live_server, served, settings
+from .live import Keys, Live, live_server, multipart, served, settings
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -152,6 +154,67 @@ def test_bad_parameters_are_422(
     r = live.identify(two_pills, keys.client, **fields)
     assert r.status == 422
     assert r.json()["error"]["type"] == "InvalidArgument"
+
+
+@pytest.mark.parametrize(
+    "top_k",
+    # int() accepted the first four (Arabic-Indic 3, underscore, padding, sign)
+    ["\u0663", "1_0", " 7 ", "+5", "0x10", "1e2", "5.0", "nan", "inf", "1e999", "-1", "0101"],
+)
+def test_top_k_is_plain_ascii_digits(live: Live, keys: Keys, two_pills: bytes, top_k: str) -> None:
+    r = live.identify(two_pills, keys.client, top_k=top_k)
+    assert r.status == 422, r.body
+    assert r.json()["error"] == {
+        "type": "InvalidArgument",
+        "message": "top_k must be a whole number 1..100 in ASCII digits (e.g. 5)",
+    }
+
+
+def test_top_k_edges_and_repeated_fields(live: Live, keys: Keys, two_pills: bytes) -> None:
+    for top_k, want in (("1", 1), ("003", 3), ("100", 3), ("", 3)):  # 3 classes; "" = default
+        r = live.identify(two_pills, keys.client, top_k=top_k)
+        assert r.status == 200, (top_k, r.body)
+        assert {len(p["candidates"]) for p in r.json()["pills"]} == {want}, top_k
+    for name, values in (("top_k", (b"2", b"3")), ("mode", (b"single", b"single"))):
+        parts = [("image", "a.png", "image/png", two_pills)]
+        parts += [(name, None, None, v) for v in values]
+        r = live.post_parts("/v1/identify", parts, keys.client)
+        assert r.status == 422
+        assert r.json()["error"]["message"] == f"send the field '{name}' at most once"
+
+
+def test_malformed_multipart_is_400_without_library_warnings(
+    live: Live, keys: Keys, two_pills: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """python-multipart logged a WARNING per malformed upload; now it is our DEBUG."""
+    caplog.set_level(logging.DEBUG, logger="pillsnap.serve.multipart")
+    body, _ = multipart([("image", "a.png", "image/png", two_pills)])
+    bad = [
+        (body, "multipart/form-data; boundary=zzz"),  # boundary mismatch
+        (b"\x00\xff" * 1000, "multipart/form-data; boundary=abc"),  # garbage
+        (b"--abc\r\nno colon here\r\n\r\nx\r\n--abc--\r\n", "multipart/form-data; boundary=abc"),
+        (body, "multipart/form-data"),  # no boundary
+    ]
+    for data, content_type in bad:
+        r = live.request(
+            "POST",
+            "/v1/identify",
+            data,
+            {"Content-Type": content_type, "X-API-Key": keys.client},
+        )
+        assert r.status == 400, r.body
+        assert r.json()["error"]["type"] == "BadRequest"
+    lib = [rec for rec in caplog.records if rec.name.startswith("python_multipart")]
+    assert not lib, [rec.getMessage() for rec in lib]
+    ours = [rec for rec in caplog.records if rec.name == "pillsnap.serve.multipart"]
+    assert ours and all(rec.levelno == logging.DEBUG for rec in ours)
+    assert any("Expected boundary character" in rec.getMessage() for rec in ours)
+    # the library's own errors still pass, at their level
+    caplog.clear()
+    logging.getLogger(MULTIPART_LOGGER).error("disk full")
+    assert [(rec.name, rec.levelno) for rec in caplog.records] == [
+        (MULTIPART_LOGGER, logging.ERROR)
+    ]
 
 
 def test_missing_image_field_is_422(live: Live, keys: Keys, two_pills: bytes) -> None:
