@@ -6,12 +6,23 @@ Why this is not just ``Image.open(...).convert("RGB")``:
   Ghostscript on attacker PostScript, an ICO decodes its embedded PNG inside ``open``,
   and SGI, PCX, TGA, DDS, QOI, IM... all decode. Photos arrive as JPEG, PNG, WebP, BMP,
   TIFF or GIF; only those plugins are ever asked to parse a header.
-* **No process-global state.** ``Image.open`` warns (``DecompressionBombWarning``) above
-  PIL's threshold, and silencing that needs ``warnings.catch_warnings``, which swaps the
-  process-wide filter list and is not thread-safe. Instantiating the allowed plugin
+* **No process-global state per call.** ``Image.open`` warns
+  (``DecompressionBombWarning``) above PIL's threshold, and silencing that needs
+  ``warnings.catch_warnings``, which swaps the process-wide filter list and is not
+  thread-safe. Instantiating the allowed plugin
   directly never warns; the SDK's own limits are checked right after.
 * **Limits from the header, before a pixel is decoded**: the pixel limit, PIL's hard net,
   JPEG scan count and plausible size, and the memory budget of :mod:`.imagelimits`.
+  Before that, :mod:`.headerscan` walks the container structure, because Pillow's own
+  header parsers spend Python time and memory per marker, chunk or sub-block.
+* **Pillow's corrupt-metadata notes stay quiet.** Hostile EXIF/IFD data makes Pillow
+  ``warnings.warn`` ("Truncated File Read", "Tag data larger than file", one per tag) to
+  stderr, polluting library users' logs and CLI output. A ``catch_warnings`` scoped to
+  each decode is not thread-safe before Python 3.14, so one ``ignore`` filter for
+  ``UserWarning`` from the three plugins that emit these notes (:data:`PIL_NOISE_MODULES`)
+  is installed once, at import, and never touched again. It also silences those notes
+  for the host application's own use of the plugins (``warnings.resetwarnings()`` removes
+  it); Pillow's ``DecompressionBombWarning`` is left alone.
 * **Conversion in strips.** ``convert``/``alpha_composite``/``np.asarray`` on a whole
   64 MP image each allocate another full copy (an RGBA PNG peaked at +1.67 GB); converting
   ~1 MP strips into a preallocated result keeps the peak at decoder + result. RGB (every
@@ -27,6 +38,7 @@ Why this is not just ``Image.open(...).convert("RGB")``:
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 import cv2
@@ -43,16 +55,13 @@ from PIL import (
 )
 
 from .errors import InvalidImageError
-from .imagelimits import (
-    MAX_JPEG_SCANS,
-    check_decode_cost,
-    count_jpeg_scans,
-    hard_pixel_limit,
-)
+from .headerscan import check_jpeg_walk, check_structure, walk_jpeg
+from .imagelimits import MAX_JPEG_SCANS, check_decode_cost, hard_pixel_limit
 
 __all__ = [
     "ALLOWED_FORMATS",
     "JPEG_SCALES",
+    "PIL_NOISE_MODULES",
     "check_size",
     "decode_bytes",
     "decode_opened",
@@ -83,6 +92,10 @@ _STRIP_PIXELS = 1 << 18  # 256 K pixels per conversion strip: a few MB of tempor
 # A complete Huffman-coded JPEG spends at least 1 bit per 8x8 block per component;
 # half of that for grey is pixels / 1024 bytes. Smaller files are truncated.
 _JPEG_MIN_PIXELS_PER_BYTE = 1024
+#: Pillow modules whose ``UserWarning`` s (all notes about corrupt metadata in the file
+#: being parsed) are ignored process-wide from import on; see the module docstring.
+PIL_NOISE_MODULES = r"PIL\.(TiffImagePlugin|JpegImagePlugin|PngImagePlugin)\Z"
+warnings.filterwarnings("ignore", category=UserWarning, module=PIL_NOISE_MODULES)
 _ORIENT = {
     2: lambda a: a[:, ::-1],
     3: lambda a: a[::-1, ::-1],
@@ -117,7 +130,7 @@ def open_checked(data: bytes, max_pixels: int, source: str) -> Image.Image:
     The caller owns the returned image (``close`` it). Its ``size`` is the stored size,
     before EXIF orientation.
     """
-    img = _open(data, source)
+    img = _open(data, max_pixels, source)
     try:
         check_size(img.width, img.height, max_pixels, source)
         if is_jpeg(img):
@@ -191,9 +204,11 @@ def pil_to_rgb(img: Image.Image, max_pixels: int, source: str) -> RGBImage:
     return _orient(rgb, orientation, source)
 
 
-def _open(data: bytes, source: str) -> Image.Image:
+def _open(data: bytes, max_pixels: int, source: str) -> Image.Image:
     """Instantiate the first allowed plugin that accepts the header (``Image.open``'s core,
-    restricted to :data:`ALLOWED_FORMATS` and without its global-warning bomb check)."""
+    restricted to :data:`ALLOWED_FORMATS` and without its global-warning bomb check),
+    once :func:`.headerscan.check_structure` found nothing pathological."""
+    check_structure(data, max_pixels, source)
     prefix = data[:16]
     for fmt in ALLOWED_FORMATS:
         factory, accept = Image.OPEN[fmt]
@@ -216,8 +231,9 @@ def _check_jpeg(data: bytes, img: Image.Image, source: str) -> None:
             f"{source}: image data is corrupt or truncated ({len(data):,} bytes cannot "
             f"hold a {img.width}x{img.height} JPEG); retake or re-upload"
         )
-    scans = count_jpeg_scans(data)
-    if scans > MAX_JPEG_SCANS:
+    walk = walk_jpeg(data, max_scans=MAX_JPEG_SCANS)  # whole file: bounded by its segments
+    check_jpeg_walk(walk, source)
+    if walk.scans > MAX_JPEG_SCANS:
         raise InvalidImageError(
             f"{source}: JPEG has more than {MAX_JPEG_SCANS} scans (cameras write 1-10); "
             "refused to bound decoding time: re-save it as a baseline JPEG"
@@ -259,9 +275,7 @@ def _to_rgb(img: Image.Image) -> RGBImage:
     step = _strips(h, w).step
     wide = mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
     scale = _wide_scale(img) if wide else 1.0
-    alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in img.info
-    )
+    alpha = mode in ("RGBA", "LA", "PA", "RGBa") or (mode == "P" and "transparency" in img.info)
     if mode == "RGB" and _rgb_strips(img, out, step):
         return out
     for y0 in range(0, h, step):
@@ -271,6 +285,8 @@ def _to_rgb(img: Image.Image) -> RGBImage:
         elif wide:
             grey = _wide_to_uint8(np.asarray(strip), mode, scale)
             out[y0 : y0 + step] = grey[:, :, None]
+        elif mode == "La":
+            out[y0 : y0 + step] = _premultiplied_grey_on_white(np.asarray(strip))[:, :, None]
         elif alpha:
             out[y0 : y0 + step] = composite_on_white(strip)
         else:  # L, 1, P, CMYK, YCbCr, LAB, HSV
@@ -311,6 +327,15 @@ def composite_on_white(strip: Image.Image) -> RGBImage:
     rgba = strip.convert("RGBA")
     background = Image.new("RGBA", rgba.size, _ALPHA_BACKGROUND)
     return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8)
+
+
+def _premultiplied_grey_on_white(la: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Grey with premultiplied alpha ("La"; Pillow converts it to nothing but "LA") on
+    white: ``L*a/255`` is stored, so the composite is ``stored + 255 - a``, exactly,
+    without unpremultiplying. Stored values above alpha (invalid) saturate to white."""
+    wide = la[:, :, 0].astype(np.int16) + (255 - la[:, :, 1].astype(np.int16))
+    out: npt.NDArray[np.uint8] = np.minimum(wide, 255).astype(np.uint8)
+    return out
 
 
 def _wide_scale(img: Image.Image) -> float:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -26,6 +28,7 @@ from .imagelimits import byte_budget
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_LIMIT",
     "ChannelOrder",
     "ImageInput",
     "RGBImage",
@@ -61,14 +64,38 @@ ChannelOrder = Literal["RGB", "BGR"]
 #: writes 50 MP JPEGs by default). With it the decode memory budget is 8 bytes/pixel
 #: (512 MB); see docs/reliability.md for the measured peaks.
 DEFAULT_MAX_PIXELS = 64_000_000
+#: Largest ``max_image_pixels`` accepted: 10**12 (a 1,000,000 x 1,000,000 image, 15,600x
+#: the default). Larger values are mistakes (``sys.maxsize`` meant as "unlimited"), and
+#: the limits derived from it (8 bytes/pixel decode budget, file cap) stay far inside the
+#: C integers I/O takes (``2**61`` overflowed them). Files are read in bounded chunks, so a
+#: large limit allocates nothing by itself; PIL's own net
+#: (:func:`~.imagelimits.hard_pixel_limit`, 179 MP unless ``Image.MAX_IMAGE_PIXELS`` is
+#: raised) still applies below it.
+MAX_PIXELS_LIMIT = 10**12
 _STRIP_ROWS_PIXELS = 1 << 18
+# Reads ask for at most this much, or for as much as was already read (so O(log n) calls):
+# never for the whole cap, which read(n) would preallocate (MemoryError at a large cap).
+_READ_CHUNK = 1 << 20
+# A str input starting with a URL scheme ("https://", "ftp://", "file://"...): nothing is
+# ever downloaded, and Path() would mangle it into "https:/host/x.jpg".
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+# Signatures of the allowed formats that are printable text (GIF8, BM, II, MM, RIFF), so
+# the "bytes hold a path" hint never fires for something that might be an image.
+_IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM", b"II", b"MM", b"RIFF")
+_PATHISH = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]+://|[~/\\.]|[A-Za-z]:[/\\])|.*\.[A-Za-z]{3,4}$")
 
 
 def check_max_pixels(value: object) -> int:
-    """``max_image_pixels`` must be a positive ``int``: NaN or a float would disable it."""
+    """``max_image_pixels`` must be a positive ``int`` (NaN or a float would disable it)
+    no larger than :data:`MAX_PIXELS_LIMIT`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgumentError(
             f"max_image_pixels must be a positive int (pixels, e.g. 64_000_000), got {value!r}"
+        )
+    if value > MAX_PIXELS_LIMIT:
+        raise InvalidArgumentError(
+            f"max_image_pixels must be at most {MAX_PIXELS_LIMIT:,} (10**12), got {value:,}; "
+            f"photos are far smaller (default {DEFAULT_MAX_PIXELS:,})"
         )
     return value
 
@@ -91,6 +118,9 @@ def load_image(
     whose ``read()`` returns bytes), a numpy ``uint8`` array (``HxWx3``, ``HxWx4``, ``HxW``
     or ``HxWx1``; ``channel_order="BGR"`` for arrays from OpenCV) or a PIL image.
     Raises :class:`InvalidImageError` for anything else, with a message that says why.
+    A ``str`` starting with a URL scheme (``https://``, ``ftp://``, ``file://``...) is
+    refused, not fetched: download the photo and pass the file. File objects are read
+    to EOF (pipes and unbuffered sockets return short reads).
     """
     check_max_pixels(max_pixels)
     check_channel_order(channel_order)
@@ -158,7 +188,26 @@ def _buffer_bytes(image: bytes | bytearray | memoryview, max_pixels: int) -> byt
         raise InvalidImageError(f"unusable memoryview: {exc}; pass bytes") from exc
     if not data:
         raise InvalidImageError("empty bytes: pass the encoded file content (JPEG/PNG/...)")
+    _refuse_path_bytes(data)
     return data
+
+
+def _refuse_path_bytes(data: bytes) -> None:
+    """Bytes are the encoded file itself; short printable bytes that look like a path or
+    URL (``b"/tmp/x.jpg"``) were almost surely meant as one: say so, instead of the
+    decoder's plain "not a decodable image"."""
+    if len(data) > 4096 or data.startswith(_IMAGE_MAGIC):
+        return
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return
+    if text.isprintable() and _PATHISH.match(text):
+        raise InvalidImageError(
+            f"bytes: not a decodable image: bytes are read as the encoded image file, and "
+            f"these look like a path or URL ({data[:80]!r}); pass a path as str or "
+            "pathlib.Path (or the file's content)"
+        )
 
 
 def _as_path(image: str | os.PathLike[str]) -> Path:
@@ -172,6 +221,12 @@ def _as_path(image: str | os.PathLike[str]) -> Path:
         raise InvalidImageError(
             f"image path must be text, got {type(raw).__name__} from {type(image).__name__}; "
             "decode it first (os.fsdecode)"
+        )
+    if _URL.match(raw):
+        raise InvalidImageError(
+            f"{raw[:200]!r} is a URL: URLs are not supported (the SDK never downloads); "
+            "download the photo first and pass the local file path, its bytes or a file "
+            "object (for file:// pass the path itself)"
         )
     return Path(raw)
 
@@ -198,13 +253,12 @@ def _read_path(path: Path, max_pixels: int) -> bytes:
     if st.st_size > cap:
         raise _too_big(shown, st.st_size, cap)
     try:
-        with path.open("rb") as fh:
-            data = fh.read(cap + 1)
+        with path.open("rb") as fh:  # st_size + 1 first: one read, then EOF (or growth)
+            return _read_capped(fh.read, cap, shown, first=st.st_size + 1, until_eof=True)
+    except InvalidImageError:  # grew past the cap after stat (a ValueError too)
+        raise
     except (OSError, ValueError) as exc:
         raise InvalidImageError(f"cannot read image file {shown!r}: {exc}") from exc
-    if len(data) > cap:  # grew after stat
-        raise _too_big(shown, len(data), cap)
-    return data
 
 
 def _read_stream(stream: Any, max_pixels: int) -> bytes:
@@ -214,20 +268,53 @@ def _read_stream(stream: Any, max_pixels: int) -> bytes:
             "file object is open in text mode; open the photo with open(path, 'rb')"
         )
     cap = max_file_bytes(max_pixels)
+    until_eof = isinstance(stream, io.IOBase)
     try:
-        data = stream.read(cap + 1)
+        return _read_capped(stream.read, cap, "file object", _READ_CHUNK, until_eof)
+    except (InvalidImageError, MemoryError):
+        raise
     except Exception as exc:
         raise InvalidImageError(f"file object: cannot read: {exc}") from exc
-    if isinstance(data, (bytearray, memoryview)):
-        data = bytes(data)
-    if not isinstance(data, bytes):
-        raise InvalidImageError(
-            f"file object: read() returned {type(data).__name__}, not bytes; "
-            "open the photo in binary mode ('rb')"
-        )
-    if len(data) > cap:
-        raise _too_big("file object", len(data), cap)
-    return data
+
+
+def _read_capped(
+    read: Callable[[int], object], cap: int, source: str, first: int, until_eof: bool
+) -> bytes:
+    """Read to EOF in bounded requests, refusing more than ``cap`` bytes.
+
+    ``until_eof``: io objects (files, pipes, sockets) may return short reads before EOF
+    (an unbuffered pipe returns what the writer has sent so far), so only ``b""`` ends
+    them. Other objects with a ``read`` are trusted to return less than asked only at
+    EOF, and one that ignores the size and returns everything at once is taken at its
+    word, as before.
+    """
+    chunks: list[bytes] = []
+    total, want = 0, first
+    while True:
+        asked = max(1, min(want, cap + 1 - total))
+        chunk = read(asked)
+        if isinstance(chunk, (bytearray, memoryview)):
+            chunk = bytes(chunk)
+        if chunk is None:
+            raise InvalidImageError(
+                f"{source}: read() returned None (a non-blocking stream with no data ready); "
+                "pass a blocking stream, or read the photo yourself and pass its bytes"
+            )
+        if not isinstance(chunk, bytes):
+            raise InvalidImageError(
+                f"{source}: read() returned {type(chunk).__name__}, not bytes; "
+                "open the photo in binary mode ('rb')"
+            )
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > cap:
+            raise _too_big(source, total, cap)
+        if not until_eof and len(chunk) != asked:
+            break
+        want = max(_READ_CHUNK, total)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _from_array(arr: npt.NDArray[Any], max_pixels: int, order: ChannelOrder) -> RGBImage:
