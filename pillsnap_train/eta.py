@@ -1,32 +1,57 @@
 """An overall time estimate for ``pillsnap-train release`` (one line before each step).
 
 Why: a release runs for over an hour on a small CPU and each step only reports its own
-progress. The estimate starts from the step times of the reference run (default config,
-2 CPU cores: classifier 21 min, detector 49 min, the other steps about 1 min together;
-see README) and, once a step has run in this invocation, is scaled by how fast this
-machine and config went relative to that run. It is a rough guide, not a promise:
-configs with more data or epochs scale only after their first long step. With
-``parallel_training`` the two training steps overlap, so only the longer one counts while
-both are still to run.
+progress. The estimate starts from the step times of the reference run (the default
+config's timed one-command rebuild on 2 CPU cores; see README), with the two training
+steps scaled by how many epochs this config trains relative to that run (a soup trains
+its classifier once per ingredient; the detector's stages add up), and, once a step has
+run in this invocation, by how fast this machine and config went relative to that run.
+It is a rough guide, not a promise: data size and image size scale only after the first
+long step. With ``parallel_training`` the two training steps overlap, so only the longer
+one counts while both are still to run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["REFERENCE_SECONDS", "ReleaseEta"]
+if TYPE_CHECKING:
+    from .config import ReleaseConfig
 
-#: Seconds per step in the reference run (README: 70.7 min wall on 2 CPU cores).
+__all__ = ["REFERENCE_SECONDS", "ReleaseEta", "reference_seconds"]
+
+#: Seconds per step in the reference run: ``configs/pushin-pill-edge.yaml`` (2.3.0) rebuilt by
+#: its one command on 2 CPU cores, classifier and detector side by side: 112.8 min wall on
+#: 2026-12-03 (README, "Rebuild"; docs/accuracy-2.0.md, "Bundle 2.3.0").
 REFERENCE_SECONDS = {
-    "ingest": 15.0,
-    "train-classifier": 21 * 60.0,
-    "train-detector": 49 * 60.0,
-    "export": 10.0,
-    "calibrate": 10.0,
-    "variants": 10.0,
-    "package": 30.0,
+    "ingest": 1.0,
+    "train-classifier": 4628.0,
+    "train-detector": 6602.0,
+    "export": 6.0,
+    "calibrate": 19.0,
+    "variants": 36.0,
+    "package": 90.0,
 }
+#: Epochs behind the reference run's two training steps: 2 soup ingredients x 12 epochs;
+#: detector stages 15 + 5 + 8 + 10.
+REFERENCE_EPOCHS = {"train-classifier": 24, "train-detector": 38}
+
+
+def reference_seconds(cfg: ReleaseConfig) -> dict[str, float]:
+    """The reference step times scaled to ``cfg``'s epochs (the only size a config states
+    that moves a step's time in proportion)."""
+    ref = dict(REFERENCE_SECONDS)
+    cc, dc = cfg.classifier, cfg.detector
+    cls_epochs = cc.epochs * max(1, len(cc.soup))
+    ref["train-classifier"] *= cls_epochs / REFERENCE_EPOCHS["train-classifier"]
+    if dc.enabled:
+        det_epochs = dc.epochs + dc.finetune_epochs + sum(s.epochs for s in dc.extra_stages)
+        ref["train-detector"] *= det_epochs / REFERENCE_EPOCHS["train-detector"]
+    else:
+        ref["train-detector"] = 0.0
+    return ref
 
 
 def _minutes(seconds: float) -> str:
@@ -37,8 +62,14 @@ class ReleaseEta:
     """Tracks the steps of one invocation and renders the overall ETA line."""
 
     def __init__(
-        self, steps: Sequence[str], already_done: Sequence[str] = (), *, parallel: bool = False
+        self,
+        steps: Sequence[str],
+        already_done: Sequence[str] = (),
+        *,
+        parallel: bool = False,
+        reference: Mapping[str, float] | None = None,
     ) -> None:
+        self._ref = dict(REFERENCE_SECONDS if reference is None else reference)
         self._parallel = parallel
         self._todo = [s for s in steps if s not in set(already_done)]
         self._planned = list(self._todo)
@@ -50,7 +81,7 @@ class ReleaseEta:
         """Record a step that ran in this invocation (not skipped) and its duration."""
         if step in self._todo:
             self._todo.remove(step)
-        self._ran_ref += REFERENCE_SECONDS.get(step, 0.0)
+        self._ran_ref += self._ref.get(step, 0.0)
         self._ran_actual += seconds
 
     def skip(self, step: str) -> None:
@@ -59,10 +90,10 @@ class ReleaseEta:
             self._todo.remove(step)
 
     def _left_reference(self) -> float:
-        left = sum(REFERENCE_SECONDS.get(s, 0.0) for s in self._todo)
+        left = sum(self._ref.get(s, 0.0) for s in self._todo)
         pair = ("train-classifier", "train-detector")
         if self._parallel and all(s in self._todo for s in pair):
-            left -= min(REFERENCE_SECONDS[s] for s in pair)
+            left -= min(self._ref.get(s, 0.0) for s in pair)
         return left
 
     def line(self, step: str) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import ReleaseConfig
-from ..eta import ReleaseEta
+from ..eta import ReleaseEta, reference_seconds
 from ..steps import STEPS
 from . import calibrate as calibrate_step
 from . import export as export_step
@@ -159,6 +159,7 @@ def run_release(
         todo,
         already_done=[s for s in todo if rel.done(s) is not None],
         parallel=cfg.parallel_training,
+        reference=reference_seconds(cfg),
     )
     side: Any = None
     for s in todo:

@@ -10,7 +10,8 @@ import pytest
 
 from pillsnap_sdk.version import __version__
 from pillsnap_train import cli, release
-from pillsnap_train.eta import REFERENCE_SECONDS, ReleaseEta
+from pillsnap_train.config import load_config
+from pillsnap_train.eta import REFERENCE_SECONDS, ReleaseEta, reference_seconds
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,4 +85,25 @@ def test_eta_parallel_training_counts_the_longer_step_and_skips() -> None:
     par.skip("train-detector")  # done by the side process
     par.skip("train-classifier")
     rest = sum(REFERENCE_SECONDS[s] for s in steps[3:])
-    assert f"about {rest:.0f} s left" in par.line("export")
+    shown = f"{rest / 60:.0f} min" if rest >= 90 else f"{rest:.0f} s"
+    assert f"about {shown} left" in par.line("export")
+
+
+def test_eta_reference_is_the_default_config_and_scales_with_epochs() -> None:
+    """The reference run is the default config's rebuild; other configs scale by epochs."""
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "pushin-pill-edge.yaml")
+    assert reference_seconds(cfg) == pytest.approx(REFERENCE_SECONDS)
+    longer = cfg.model_copy(
+        update={
+            "classifier": cfg.classifier.model_copy(update={"soup": []}),  # 1 training, not 2
+            "detector": cfg.detector.model_copy(update={"epochs": cfg.detector.epochs + 38}),
+        }
+    )
+    ref = reference_seconds(longer)
+    assert ref["train-classifier"] == pytest.approx(REFERENCE_SECONDS["train-classifier"] / 2)
+    assert ref["train-detector"] == pytest.approx(REFERENCE_SECONDS["train-detector"] * 2)
+    assert ref["package"] == REFERENCE_SECONDS["package"]
+    off = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"enabled": False})})
+    assert reference_seconds(off)["train-detector"] == 0.0
+    eta = ReleaseEta(release.STEPS, reference=ref)
+    assert f"about {sum(ref.values()) / 60:.0f} min left" in eta.line("ingest")
