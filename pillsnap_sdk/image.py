@@ -194,7 +194,7 @@ def _buffer_bytes(image: bytes | bytearray | memoryview, max_pixels: int) -> byt
 
 def _refuse_path_bytes(data: bytes) -> None:
     """Bytes are the encoded file itself; short printable bytes that look like a path or
-    URL (``b"/tmp/x.jpg"``) were almost surely meant as one: say so, instead of the
+    URL (``b"photos/x.jpg"``) were almost surely meant as one: say so, instead of the
     decoder's plain "not a decodable image"."""
     if len(data) > 4096 or data.startswith(_IMAGE_MAGIC):
         return

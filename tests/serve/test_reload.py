@@ -218,8 +218,8 @@ def test_typed_sdk_error_during_a_request_is_a_json_500(
     for r in replies:
         assert r.status == 500
         err = r.json()["error"]
-        assert err["type"] == "PillsnapError" and "non-finite" in err["message"]
+        assert err["type"] == "BundleError" and "non-finite" in err["message"]
     logged = [rec for rec in caplog.records if rec.name == "pillsnap.serve"]
     assert [rec.levelno for rec in logged] == [logging.ERROR, logging.ERROR]
-    assert all("SDK error: PillsnapError" in rec.getMessage() for rec in logged)
+    assert all("SDK error: BundleError" in rec.getMessage() for rec in logged)
     assert not [rec for rec in caplog.records if rec.exc_info], "a traceback was logged"
