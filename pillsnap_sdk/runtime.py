@@ -193,8 +193,8 @@ def check_threads(value: object, name: str = "intra_op_threads") -> int | None:
     cap = max_intra_op_threads()
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= cap:
         raise InvalidArgumentError(
-            f"{name} must be an int from 1 to {cap} (4x this machine's CPUs), or None for "
-            f"onnxruntime's default; got {value!r}"
+            f"{name} must be an int from 1 to {cap} (4x this machine's CPUs, at least 8), "
+            f"or None for onnxruntime's default; got {value!r}"
         )
     return value
 
