@@ -516,12 +516,13 @@ class Identifier:
             raise BundleError(
                 f"classifier returned {logits.shape} / non-finite logits; the bundle is broken"
             )
-        if logits.size and float(np.abs(logits).max()) > MAX_ABS_LOGIT:
+        peak = float(np.abs(logits).max()) if logits.size else 0.0
+        if peak > MAX_ABS_LOGIT:
             # Real classifiers give logits within about +-100; 1e38 (a tampered model) named
             # every photo at confidence 1.0.
             raise BundleError(
-                f"classifier returned a logit of {float(np.abs(logits).max()):.3g} (beyond "
-                f"+-{MAX_ABS_LOGIT:g}); the bundle is broken"
+                f"classifier returned a logit of {peak:.3g} (beyond +-{MAX_ABS_LOGIT:g}); "
+                "the bundle is broken"
             )
         temp = self._bundle.manifest.thresholds.temperature
         return calibrated_softmax(logits, temp), pre_ms

@@ -172,3 +172,21 @@ def quadrant_image(fill: dict[int, str], size: int = 128) -> np.ndarray:
         y, x = divmod(quad, 2)
         img[y * q : (y + 1) * q, x * q : (x + 1) * q] = COLOURS[colour]
     return img
+
+
+class CountingRunner:
+    """Wraps a runner (an onnxruntime session, another engine) and records each call's
+    batch size: a stand-in for another engine, and a way to see how work was batched."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.batches: list[int] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.batches)
+
+    def run(self, names: Any, feeds: dict[str, Any]) -> Any:
+        (x,) = feeds.values()
+        self.batches.append(len(x))
+        return self.inner.run(names, feeds)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from tinymodels import make_bundle
+from tinymodels import CountingRunner, make_bundle
 
 from pillsnap_sdk import Detections, Identifier, InvalidArgumentError, Runners
 from pillsnap_sdk.image import load_image
@@ -15,17 +14,6 @@ from pillsnap_sdk.image import load_image
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "models" / "pushin-pill-edge"
 PHOTO = REPO / "examples" / "multi_pills.jpg"
-
-
-class CountingRunner:
-    """Wraps a runner and counts its calls (a stand-in for another engine)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.calls = inner, 0
-
-    def run(self, names: Any, feeds: dict[str, Any]) -> Any:
-        self.calls += 1
-        return self.inner.run(names, feeds)
 
 
 @pytest.fixture(scope="module")
