@@ -26,8 +26,6 @@ from .version import __version__
 
 __all__ = ["main"]
 
-_ANNOTATE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
 
 def safe(text: object) -> str:
     """Text fit for an operator's terminal: control and format characters escaped.
@@ -331,10 +329,12 @@ def _annotate_target(out: Path | None, n_images: int) -> Path | None:
         except OSError as exc:
             raise _UsageError(f"--annotate: cannot create folder {out}: {exc}") from exc
         return out
-    if out.suffix.lower() not in _ANNOTATE_SUFFIXES:
+    from .annotate import SUFFIXES
+
+    if out.suffix.lower() not in SUFFIXES:
         raise _UsageError(
             f"--annotate {out}: unknown picture extension {out.suffix!r}; use one of "
-            f"{', '.join(_ANNOTATE_SUFFIXES)}"
+            f"{', '.join(SUFFIXES)}"
         )
     if not out.parent.is_dir():
         raise _UsageError(f"--annotate {out}: folder {out.parent} does not exist")

@@ -178,12 +178,28 @@ def decode_opened(img: Image.Image, source: str, *, scale: int = 1) -> tuple[RGB
         if scale > 1 and is_jpeg(img):
             w, h = img.size
             if img.draft(None, (max(1, w // scale), max(1, h // scale))) is not None:
-                used = scale
+                used = _draft_scale(w, h, img.size, source)
         rgb, orientation = _load_and_convert(img, source)
     finally:
         img.close()  # frees PIL's copy before the orientation copy is made
     del img
     return _orient(rgb, orientation, source), used
+
+
+def _draft_scale(w: int, h: int, drafted: tuple[int, int], source: str) -> int:
+    """The DCT scale Pillow's ``draft`` really chose, read from the size it set.
+
+    Why not the scale asked for: ``draft`` picks one factor for both sides, limited by the
+    *short* side, so a 4000x3 JPEG asked for 1/4 decodes at 1/2. Boxes are mapped back to
+    the photo with this number: a wrong one puts every box and crop in the wrong place.
+    """
+    for s in JPEG_SCALES:
+        if drafted == (-(-w // s), -(-h // s)):
+            return s
+    raise InvalidImageError(
+        f"{source}: the JPEG decoder reduced {w}x{h} to {drafted[0]}x{drafted[1]}, "
+        "not a whole DCT scale; re-encode the photo"
+    )
 
 
 def pil_to_rgb(img: Image.Image, max_pixels: int, source: str) -> RGBImage:

@@ -74,8 +74,21 @@ def _decoder_extra(img: Image.Image, pixels: int) -> int:
         # bytes object first: measured +706 MB (15.3 B/px) at 46 MP, so 9 B/px on top.
         return 9 * pixels
     if fmt == "TIFF":
-        return 4 * pixels  # libtiff may read a whole-image strip (or RGBA raster) first
+        # libtiff may read a whole-image strip (or RGBA raster) first, and inflates one
+        # whole tile whatever the image's size: a 10x10 image in a 12288x12288 tile
+        # allocated 430 MB, so a tile counts at its own area.
+        return 4 * max(pixels, _tiff_tile_pixels(img))
     return 0
+
+
+def _tiff_tile_pixels(img: Image.Image) -> int:
+    """Pixels of one TIFF tile (TileWidth x TileLength tags), 0 for a striped TIFF."""
+    tags = getattr(img, "tag_v2", None)
+    try:
+        tw, th = (int(tags.get(322, 0) or 0), int(tags.get(323, 0) or 0)) if tags else (0, 0)
+    except (TypeError, ValueError):  # a malformed tag: the decoder refuses it later
+        return 0
+    return max(0, tw) * max(0, th)
 
 
 def estimated_peak(img: Image.Image, encoded_bytes: int) -> int:

@@ -32,7 +32,7 @@ from .answers import build_results
 from .bundle.loader import Bundle, load_bundle
 from .bundle.manifest import BundleManifest, LabelsFile
 from .bundle.variants import select_precision
-from .errors import BundleError, InvalidArgumentError, PillsnapError
+from .errors import InvalidArgumentError, PillsnapError
 from .image import (
     DEFAULT_MAX_PIXELS,
     ChannelOrder,
@@ -42,8 +42,6 @@ from .image import (
     load_image,
 )
 from .photo import Photo, load_photo, to_full
-from .postprocess import calibrated_softmax
-from .preprocessing import preprocess_batch
 from .results import BundleRef, IdentifyResult
 from .router import GROUP_BYTES, Plan, route
 from .runtime import (
@@ -53,7 +51,7 @@ from .runtime import (
     providers_from_env,
     threads_from_env,
 )
-from .sessions import Runners, open_stages
+from .sessions import Runners, check_runner_objects, open_stages
 from .stages import (
     CLASSIFIER_CHUNK,
     ClassifierStage,
@@ -70,8 +68,6 @@ Mode = Literal["auto", "single", "combo"]
 #: Identifier. Each concurrent run grows the session arena by its own working set, which
 #: the arena keeps; 8 unbounded threads took RSS from 303 to 1,009 MB (docs/reliability.md).
 DEFAULT_CONCURRENT_RUNS = 2
-#: Largest classifier logit magnitude accepted from a model (see ``_classify``).
-MAX_ABS_LOGIT = 1e4
 _MODES = ("auto", "single", "combo")
 F32 = npt.NDArray[np.float32]
 
@@ -129,6 +125,8 @@ class Identifier:
                 "runners must be a pillsnap_sdk.Runners(classifier=..., detector=...), "
                 f"got {type(runners).__name__}"
             )
+        if runners is not None:
+            check_runner_objects(classifier=runners.classifier, detector=runners.detector)
 
         self._cls, self._det = open_stages(
             bundle,
@@ -181,12 +179,7 @@ class Identifier:
         engines for the given models, e.g. torch modules to compare engines on exactly
         the SDK's code path. ``self`` is unchanged."""
         self._require_open()
-        for role, r in (("classifier", classifier), ("detector", detector)):
-            if r is not None and not callable(getattr(r, "run", None)):
-                raise InvalidArgumentError(
-                    f"{role} runner needs a run(output_names, feeds) method like "
-                    f"onnxruntime.InferenceSession, got {type(r).__name__}"
-                )
+        check_runner_objects(classifier=classifier, detector=detector)
         twin = copy.copy(self)
         if classifier is not None:
             twin._cls = ClassifierStage(
@@ -378,6 +371,10 @@ class Identifier:
             )
         self._check_args(mode, top_k)
         check_channel_order(channel_order)
+        if not isinstance(return_exceptions, bool):  # "no" is truthy: it would mean True
+            raise InvalidArgumentError(
+                f"return_exceptions must be True or False, got {return_exceptions!r:.40}"
+            )
         with self._slots:
             return self._identify_batch(images, mode, top_k, channel_order, return_exceptions)
 
@@ -504,25 +501,7 @@ class Identifier:
         return kept
 
     def _classify(self, crops: list[npt.NDArray[np.uint8]]) -> tuple[F32, float]:
-        n_cls = len(self._classes)
-        if not crops:
-            return np.empty((0, n_cls), dtype=np.float32), 0.0
-        spec = self._bundle.manifest.classifier
-        t0 = time.perf_counter()
-        batch, _ = preprocess_batch(crops, spec.preprocessing)
-        pre_ms = (time.perf_counter() - t0) * 1000.0
-        logits = self._cls.logits(batch)
-        if logits.shape != (len(crops), n_cls) or not np.isfinite(logits).all():
-            raise BundleError(
-                f"classifier returned {logits.shape} / non-finite logits; the bundle is broken"
-            )
-        peak = float(np.abs(logits).max()) if logits.size else 0.0
-        if peak > MAX_ABS_LOGIT:
-            # Real classifiers give logits within about +-100; 1e38 (a tampered model) named
-            # every photo at confidence 1.0.
-            raise BundleError(
-                f"classifier returned a logit of {peak:.3g} (beyond +-{MAX_ABS_LOGIT:g}); "
-                "the bundle is broken"
-            )
-        temp = self._bundle.manifest.thresholds.temperature
-        return calibrated_softmax(logits, temp), pre_ms
+        m = self._bundle.manifest
+        return self._cls.probabilities(
+            crops, m.classifier.preprocessing, len(self._classes), m.thresholds.temperature
+        )

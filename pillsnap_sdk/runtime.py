@@ -356,6 +356,14 @@ def _check_input(session: ort.InferenceSession, spec: ModelSpec) -> None:
     h, w = spec.preprocessing.size
     if ok and not (shape[2] in (h, None) or isinstance(shape[2], str)):
         ok = False
+    if ok and isinstance(want[0], str) and isinstance(shape[0], int):
+        # A manifest batch "N" over a model exported for a fixed batch loaded, verified
+        # and named one-pill photos, then failed every photo with two pills or more.
+        raise BundleError(
+            f"{spec.file}: the manifest declares a dynamic batch ({want[0]!r}) but the "
+            f"model only takes batches of {shape[0]}; declare input_shape[0] = {shape[0]} "
+            "or export the model with a dynamic batch axis"
+        )
     if not ok or want[2:] != [h, w]:
         raise BundleError(
             f"{spec.file}: model input shape {shape} disagrees with the manifest "

@@ -14,11 +14,11 @@ import onnxruntime as ort
 
 from .bundle.loader import Bundle
 from .bundle.manifest import ModelSpec
-from .errors import BundleError
+from .errors import BundleError, InvalidArgumentError
 from .runtime import ProviderArg, create_session
 from .stages import ClassifierStage, DetectorStage, Runner
 
-__all__ = ["Runners", "open_stages"]
+__all__ = ["Runners", "check_runner_objects", "open_stages"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,17 @@ class Runners:
 
     classifier: Runner | None = None
     detector: Runner | None = None
+
+
+def check_runner_objects(*, classifier: object, detector: object) -> None:
+    """Refuse a runner without a callable ``run`` up front, as a caller error: found at the
+    first photo instead, it read as "the model failed to run" and blamed the bundle."""
+    for role, r in (("classifier", classifier), ("detector", detector)):
+        if r is not None and not callable(getattr(r, "run", None)):
+            raise InvalidArgumentError(
+                f"{role} runner needs a run(output_names, feeds) method like "
+                f"onnxruntime.InferenceSession, got {type(r).__name__}"
+            )
 
 
 def open_stages(

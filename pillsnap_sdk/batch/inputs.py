@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidImageError
+from ..image import DEFAULT_MAX_PIXELS, max_file_bytes
 
-__all__ = ["IMAGE_EXTENSIONS", "STDIN", "InputItem", "expand_inputs"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "STDIN",
+    "STDIN_MAX_BYTES",
+    "InputItem",
+    "expand_inputs",
+    "read_stdin",
+]
 
 #: Files a folder walk or glob picks up (lower-cased suffix). Anything else is skipped.
 IMAGE_EXTENSIONS = frozenset(
@@ -29,6 +39,11 @@ STDIN = "-"
 #: A list file is read line by line; a longer line is not a path (it bounds memory).
 _MAX_LIST_LINE = 16_384
 _GLOB_CHARS = frozenset("*?[")
+#: Most bytes ``-`` reads from standard input: the largest photo file the default pixel
+#: limit allows. Stdin is held in memory whole, so without a cap ``head -c 2G /dev/zero |
+#: pillsnap identify -`` would exhaust memory before any check could refuse it.
+STDIN_MAX_BYTES = max_file_bytes(DEFAULT_MAX_PIXELS)
+_STDIN_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +72,7 @@ def expand_inputs(args: Sequence[str], *, stdin_bytes: bytes | None = None) -> I
     """
     for arg in args:
         if arg == STDIN:
-            data = stdin_bytes if stdin_bytes is not None else sys.stdin.buffer.read()
+            data = stdin_bytes if stdin_bytes is not None else read_stdin()
             yield InputItem(STDIN, data)
             continue
         path = Path(arg)
@@ -71,26 +86,96 @@ def expand_inputs(args: Sequence[str], *, stdin_bytes: bytes | None = None) -> I
             yield InputItem(arg)
 
 
+def read_stdin(stream: Any = None) -> bytes:
+    """The photo piped to ``-``, read in bounded steps and refused past :data:`STDIN_MAX_BYTES`.
+
+    ``stream`` defaults to the binary standard input. A redirected regular file that is
+    already too big is refused from its size, without reading it; a pipe is read in 1 MiB
+    steps until EOF or until one byte more than the cap has arrived, so memory stays bounded
+    by the cap whatever is piped in. Raises :class:`InvalidImageError`, as a too-big photo
+    file does. (A small loop of its own rather than ``image._read_capped``: its message
+    would report the bytes read so far as the input's size.)
+    """
+    if stream is None:
+        text = sys.stdin
+        if text is None:  # pythonw, or a service started with stdin closed
+            raise InvalidArgumentError("'-' reads a photo from standard input, but there is none")
+        stream = getattr(text, "buffer", text)
+    cap = STDIN_MAX_BYTES
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.BytesIO in tests, a closed stream
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode) and st.st_size > cap:
+        raise _stdin_too_big(st.st_size, cap)
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        while True:
+            chunk = stream.read(min(_STDIN_CHUNK, cap + 1 - total))
+            if not isinstance(chunk, bytes):  # a text stream, or None: non-blocking, no data
+                raise InvalidImageError(
+                    f"stdin: read() returned {type(chunk).__name__}, not bytes; pipe the "
+                    "photo file itself (pillsnap identify - < photo.jpg)"
+                )
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                raise _stdin_too_big(None, cap)
+    except OSError as exc:
+        raise InvalidImageError(f"stdin: cannot read: {exc.strerror or exc}") from exc
+
+
+def _stdin_too_big(size: int | None, cap: int) -> InvalidImageError:
+    got = f"this input is {size:,} bytes" if size is not None else "more was piped in"
+    return InvalidImageError(
+        f"stdin: a piped photo may be at most {cap:,} bytes (the largest file under the "
+        f"default {DEFAULT_MAX_PIXELS:,}-pixel limit) and {got}; downscale or recompress it"
+    )
+
+
 def _is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _walk(root: str) -> Iterator[str]:
-    """Depth-first, entries sorted by name; symlinked folders are not followed (no loops)."""
-    try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        raise InvalidArgumentError(f"cannot list folder {root}: {exc.strerror or exc}") from exc
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(entry.path)
+    """Depth-first, entries sorted by name; symlinked folders are not followed (no loops).
+
+    An explicit stack of per-folder iterators, not recursion: a folder tree 1000 levels
+    deep (a 2 KB path, legal on every file system) would otherwise raise RecursionError.
+    The stack holds one sorted folder listing per level, as the recursive version did.
+    """
+    stack = [iter(_listing(root))]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+        elif entry.is_dir(follow_symlinks=False):
+            stack.append(iter(_listing(entry.path)))
         elif _is_image(entry.name) and entry.is_file():
             yield entry.path
 
 
+def _listing(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        shown = folder if len(folder) <= 300 else f"...{folder[-300:]}"
+        raise InvalidArgumentError(f"cannot list folder {shown}: {exc.strerror or exc}") from exc
+
+
 def _glob(pattern: str) -> Iterator[str]:
-    for match in sorted(glob.iglob(pattern, recursive=True)):
+    try:  # the standard library's ``**`` recurses once per folder level
+        matches = sorted(glob.iglob(pattern, recursive=True))
+    except RecursionError:
+        raise InvalidArgumentError(
+            f"glob {pattern[:200]}: the folder tree is too deep for a ** glob; "
+            "pass the top folder itself (folders are walked at any depth)"
+        ) from None
+    for match in matches:
         if _is_image(match) and os.path.isfile(match):
             yield match
 

@@ -4,7 +4,11 @@ One line per photo, ``{"image": NAME, "result": {...}}`` or ``{"image": NAME, "e
 {"type": ..., "message": ...}}``. Each line is written whole and flushed at once, so a run
 killed at any moment loses at most the line being written. Opening an existing file reads
 the names already done (a re-run skips them) and cuts off a torn last line (no newline:
-the crash hit mid-write) so that the next record starts on a line of its own.
+the crash hit mid-write) so that the next record starts on a line of its own. Cutting is
+the only write that is not an append, so it is done only when the file is visibly ours:
+at least one whole record before the tail, and a tail that begins the way every record
+begins. Any other file (a one-line settings.json has no final newline either) is refused
+and left exactly as it was.
 
 The done-set holds a 16-byte digest per name, not the names: about 100 bytes per photo
 already done, whatever the paths' length.
@@ -25,6 +29,9 @@ __all__ = ["JsonlSink", "error_line", "result_line"]
 _READ_CHUNK = 1 << 20
 #: No record comes near this; a longer "line" means the file is not ours (bounds memory).
 _MAX_LINE = 16 << 20
+#: How every line this module writes begins; a torn tail is a prefix of a record, so it
+#: starts with this (or, torn within these bytes, is a prefix of it).
+_RECORD_START = b'{"image": '
 
 
 def result_line(name: str, result_json: str) -> str:
@@ -124,16 +131,42 @@ class JsonlSink:
                     f"{self.path}: line {lineno + 1} is over {_MAX_LINE >> 20} MiB, so this "
                     "is not a pillsnap JSONL file; refusing to append to it"
                 )
-        if pending:  # no final newline: the previous run died mid-line
+        if pending:  # no final newline: the previous run died mid-line, or not our file
+            self._check_torn_tail(pending)
             self.torn_bytes = len(pending)
             self._fh.truncate(offset)
         self._fh.seek(0, os.SEEK_END)
+
+    def _check_torn_tail(self, tail: bytes) -> None:
+        """Refuse, before anything is cut, a tail that need not be a record torn by a crash.
+
+        A crash mid-write leaves a prefix of one of our lines after whole records; a file
+        that is not ours but lacks a final newline (a one-line JSON config) must not lose
+        its last line, here its only one, to the cut.
+        """
+        if not tail.strip():
+            return  # trailing blanks: nothing is lost by cutting them
+        if not self._done:
+            why = "no complete pillsnap record comes before it"
+            hint = "if an interrupted run wrote it, delete it and re-run"
+        elif not (tail.startswith(_RECORD_START) or _RECORD_START.startswith(tail)):
+            why = "it does not begin like a pillsnap record"
+            hint = "if it is a pillsnap file, remove that last line yourself and re-run"
+        else:
+            return
+        raise InvalidArgumentError(
+            f"{self.path} is not a pillsnap results file: its last line has no newline and "
+            f"{why}; it was left untouched: name a new --jsonl file ({hint})"
+        )
 
     def _record(self, line: bytes, lineno: int) -> None:
         if not line.strip():
             return
         try:
-            obj = json.loads(line)
+            try:
+                obj = json.loads(line)
+            except RecursionError:  # '[[[[...' nested past the interpreter's stack
+                raise ValueError("JSON nested too deeply") from None
             name = obj["image"]
             if not isinstance(name, str) or not ({"result", "error"} & obj.keys()):
                 raise ValueError("not a record")

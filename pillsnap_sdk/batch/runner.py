@@ -15,7 +15,7 @@ from typing import TextIO
 
 from ..bundle.loader import load_bundle
 from ..errors import InvalidArgumentError
-from .inputs import STDIN, InputItem, expand_inputs
+from .inputs import STDIN, InputItem, expand_inputs, read_stdin
 from .jsonl import JsonlSink
 from .pool import IdentifyOptions, identify_stream
 from .progress import Progress
@@ -44,7 +44,8 @@ def run_jsonl(
 ) -> BatchSummary:
     """Identify every photo named by ``inputs`` not yet in ``out``; append one line each."""
     err = stderr if stderr is not None else sys.stderr
-    stdin_bytes = sys.stdin.buffer.read() if STDIN in inputs else None
+    # Read once (the progress pass expands the inputs twice), under the photo-size cap.
+    stdin_bytes = read_stdin() if STDIN in inputs else None
     # Verify the bundle here, once, so a bad bundle is one clear error, not N dead workers.
     load_bundle(opts.bundle)
     with JsonlSink(out) as sink:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import struct
 import zipfile
 import zlib
@@ -71,9 +72,20 @@ class Bundle:
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Load and verify a bundle directory or zip; raise a :class:`BundleError` subclass."""
     src = _as_path(path)
-    if src.is_dir():
+    try:
+        st = src.stat()
+    except FileNotFoundError:
+        st = None
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP, EACCES on a parent...
+        reason = getattr(exc, "strerror", None) or exc
+        raise BundleError(f"cannot open bundle {_shown(src)}: {reason}") from exc
+    if st is not None and stat.S_ISDIR(st.st_mode):
         return _load(DirSource(src, MAX_BUNDLE_BYTES))
-    if src.is_file() and (zipfile.is_zipfile(src) or _looks_like_zip(src)):
+    if (
+        st is not None
+        and stat.S_ISREG(st.st_mode)
+        and (zipfile.is_zipfile(src) or _looks_like_zip(src))
+    ):
         try:
             with open_zip(src, MAX_BUNDLE_BYTES) as source:
                 return _load(source)
@@ -85,9 +97,17 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             ) from exc
         except (OSError, EOFError, NotImplementedError, RuntimeError) as exc:
             raise BundleError(f"{src}: cannot read zip: {exc}") from exc
-    if src.exists():
-        raise BundleError(f"{src} is neither a bundle directory nor a .zip bundle")
-    raise BundleError(f"bundle not found: {src} (pass --bundle / a bundle directory or .zip)")
+    if st is not None:
+        raise BundleError(f"{_shown(src)} is neither a bundle directory nor a .zip bundle")
+    raise BundleError(
+        f"bundle not found: {_shown(src)} (pass --bundle / a bundle directory or .zip)"
+    )
+
+
+def _shown(src: Path) -> str:
+    """The path for a message, its middle cut when long (a 5000-character name is noise)."""
+    text = str(src)
+    return text if len(text) <= 200 else f"{text[:90]}...{text[-90:]}"
 
 
 def _as_path(path: object) -> Path:
