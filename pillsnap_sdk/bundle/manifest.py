@@ -168,9 +168,10 @@ class BundleManifest(_Strict):
     """``manifest.json`` of a bundle."""
 
     schema_version: int = Field(ge=1, le=SCHEMA_VERSION)
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    version: str
-    min_sdk_version: str = "0.1.0"
+    # Lengths bounded: name and version are copied into every result a bundle gives.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)
+    version: str = Field(max_length=64)
+    min_sdk_version: str = Field(default="0.1.0", max_length=64)
     created_at: datetime
     classifier: ModelSpec
     detector: ModelSpec | None = None
@@ -220,6 +221,11 @@ class LabelsFile(_Strict):
     def _dense(cls, v: list[LabelEntry]) -> list[LabelEntry]:
         if [c.index for c in v] != list(range(len(v))):
             raise ValueError("classes must be listed by index 0..N-1 without gaps")
+        seen: set[str] = set()
+        for c in v:  # two classes under one code: an answer could not say which was meant
+            if c.code in seen:
+                raise ValueError(f"class code {c.code!r:.80} is listed twice")
+            seen.add(c.code)
         return v
 
 

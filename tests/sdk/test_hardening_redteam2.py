@@ -11,6 +11,7 @@ and arguments accepted without the checks their siblings get.
 from __future__ import annotations
 
 import io
+import json
 import struct
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from pillsnap_sdk.errors import (
 from pillsnap_sdk.image import load_image
 from pillsnap_sdk.results import BBox, IdentifyResult
 
-from .bundle_helpers import read_manifest, write_manifest
+from .bundle_helpers import read_manifest, rehash, write_manifest
 
 
 def _jpeg(w: int, h: int) -> bytes:
@@ -177,3 +178,20 @@ def test_runner_objects_and_flags_are_checked_up_front(tiny_bundle: Path) -> Non
     idf = Identifier.from_bundle(tiny_bundle)
     with pytest.raises(InvalidArgumentError, match="return_exceptions must be True or False"):
         idf.identify_batch([quadrant_image({0: "red"})], return_exceptions="no")  # type: ignore[call-overload]
+
+
+def test_duplicate_codes_and_huge_versions_are_refused(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b")
+    raw_labels = (bundle / "labels.json").read_text("utf-8")
+    labels = json.loads(raw_labels)
+    labels["classes"][1]["code"] = labels["classes"][0]["code"]
+    (bundle / "labels.json").write_text(json.dumps(labels), "utf-8")
+    rehash(bundle)
+    with pytest.raises(BundleError, match="listed twice"):
+        load_bundle(bundle)
+    other = make_bundle(tmp_path / "c")
+    raw = read_manifest(other)
+    raw["version"] = "1.0.0-" + "a" * 100_000
+    write_manifest(other, raw, reseal=True)
+    with pytest.raises(BundleError):
+        load_bundle(other)
