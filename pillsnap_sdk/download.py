@@ -12,14 +12,20 @@ This is the only place the SDK touches the network, and only when the caller ask
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import os
 import re
+import socket
 import tempfile
-import time
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .bundle.loader import MAX_BUNDLE_BYTES
 from .errors import BundleError, BundleIntegrityError, InvalidArgumentError
@@ -28,7 +34,9 @@ __all__ = ["cache_dir", "fetch_bundle", "is_url"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
-#: Seconds without a byte before giving up, and for the whole download.
+_PIECE = 64 * 1024
+#: Seconds without a byte before giving up, and for the whole download (status line and
+#: headers included; enforced by :class:`_Watchdog`, not only between reads).
 READ_TIMEOUT_S = 30.0
 TOTAL_TIMEOUT_S = 600.0
 
@@ -90,7 +98,7 @@ def _download(url: str, want: str, folder: Path, target: Path) -> None:
         got = _stream(url, fd)
         if got != want:
             raise BundleIntegrityError(
-                f"{url}: downloaded bytes have sha256 {got}, expected {want}; the file on "
+                f"{_where(url)}: downloaded bytes have sha256 {got}, expected {want}; the file on "
                 "the server changed or was tampered with: nothing was cached"
             )
         os.replace(tmp, target)
@@ -99,28 +107,188 @@ def _download(url: str, want: str, folder: Path, target: Path) -> None:
 
 
 def _stream(url: str, fd: int) -> str:
-    """Copy the response into ``fd`` (closed on return); return the sha256 of the bytes."""
+    """Copy the response into ``fd`` (closed on return); return the sha256 of the bytes.
+
+    Every failure is a :class:`BundleError` naming the server as :func:`_where` shows it:
+    a hostile or broken server must not surface as ``http.client`` internals
+    (``BadStatusLine``, "got more than 100 headers", ``IncompleteRead``).
+    """
+    where = _where(url)
     h = hashlib.sha256()
     size = 0
-    deadline = time.monotonic() + TOTAL_TIMEOUT_S
+    watch = _Watchdog(TOTAL_TIMEOUT_S)
     try:
         with (
             os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=READ_TIMEOUT_S) as resp,
+            watch,
+            _opener(watch).open(url, timeout=READ_TIMEOUT_S) as resp,
         ):
             length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > MAX_BUNDLE_BYTES:
-                raise BundleError(f"{url}: {int(length):,} bytes is larger than any bundle")
-            while chunk := resp.read(_CHUNK):
+            declared = int(length) if length and length.isdigit() and len(length) <= 18 else None
+            if declared is not None and declared > MAX_BUNDLE_BYTES:
+                raise BundleError(f"{where}: {declared:,} bytes is larger than any bundle")
+            # read1: return what one recv() brings, so no single read outlives the
+            # watchdog's deadline by waiting to fill a large buffer.
+            while chunk := resp.read1(_PIECE):
                 size += len(chunk)
                 if size > MAX_BUNDLE_BYTES:
-                    raise BundleError(f"{url}: more than {MAX_BUNDLE_BYTES:,} bytes, refused")
-                if time.monotonic() > deadline:
-                    raise BundleError(f"{url}: download took over {TOTAL_TIMEOUT_S:.0f} s")
+                    raise BundleError(f"{where}: more than {MAX_BUNDLE_BYTES:,} bytes, refused")
                 h.update(chunk)
                 out.write(chunk)
+            watch.raise_if_expired(where)
+            if declared is not None and size < declared:
+                raise BundleError(
+                    f"{where}: the server closed the connection after {size:,} of "
+                    f"{declared:,} bytes; try again"
+                )
+    except BundleError:
+        raise
     except urllib.error.HTTPError as exc:
-        raise BundleError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise BundleError(f"{url}: download failed: {exc}") from exc
+        raise BundleError(f"{where}: HTTP {exc.code} {_reason(exc.reason)}") from exc
+    except urllib.error.URLError as exc:
+        watch.raise_if_expired(where, exc)
+        raise BundleError(f"{where}: download failed: {_reason(exc.reason)}") from exc
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        watch.raise_if_expired(where, exc)
+        bad = "malformed HTTP reply: " if isinstance(exc, http.client.HTTPException) else ""
+        raise BundleError(f"{where}: download failed: {bad}{_reason(exc)}") from exc
     return h.hexdigest()
+
+
+def _where(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``: never its user, password, query or fragment.
+
+    Messages end up in logs and bug reports; a URL may carry ``user:password@`` or a signed
+    query (``?X-Amz-Signature=...``) that must not travel with them.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "?"
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # e.g. an unclosed IPv6 bracket or a port out of range
+        return f"{url.split(':', 1)[0]}://<unparsable URL>"
+    return f"{parts.scheme}://{host}{port}{parts.path[:200]}"
+
+
+def _reason(reason: object) -> str:
+    """One line for a low-level error, never empty (``IncompleteRead`` prints oddly)."""
+    if isinstance(reason, BaseException):
+        text = str(reason).strip() or type(reason).__name__
+        if isinstance(reason, http.client.HTTPException):
+            text = f"{type(reason).__name__}: {text}"
+    else:
+        text = str(reason).strip() or "no reason given"
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+class _Watchdog:
+    """Shuts down every socket of one download when its overall deadline passes.
+
+    Why: socket timeouts bound each *wait*, not the whole transfer, so a server that sends
+    one byte just inside the read timeout, in the status line, the headers, a chunk size
+    line or the body, would hold the caller almost forever. ``shutdown()`` on a duplicate
+    of the socket wakes a blocked ``recv()`` (also inside TLS) with end-of-file in the
+    download's own thread, which then reports the deadline instead of what it saw.
+    """
+
+    def __init__(self, total_s: float) -> None:
+        self.total_s = total_s
+        self.expired = False
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._timer = threading.Timer(total_s, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:  # closed under the lock: _fire never shuts down a reused fd
+            for s in self._socks:
+                s.close()
+            self._socks = []
+
+    def track(self, sock: socket.socket) -> None:
+        dup = sock.dup()
+        with self._lock:
+            self._socks.append(dup)
+            late = self.expired
+        if late:  # the deadline passed while this connection was being made
+            _shutdown(dup)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for s in self._socks:
+                _shutdown(s)
+
+    def raise_if_expired(self, where: str, cause: BaseException | None = None) -> None:
+        if self.expired:
+            raise BundleError(
+                f"{where}: download took over {self.total_s:g} s; the server is too slow "
+                "or stalled, try again later"
+            ) from cause
+
+    def wrap(self, http_class: Any) -> Callable[..., http.client.HTTPConnection]:
+        """``http_class`` as a factory whose connections report each new socket here."""
+
+        def make(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+            conn: http.client.HTTPConnection = http_class(*args, **kwargs)
+            create = getattr(conn, "_create_connection", None)  # stable since Python 3.2
+            if callable(create):
+
+                def tracked(*a: Any, **k: Any) -> socket.socket:
+                    sock: socket.socket = create(*a, **k)
+                    self.track(sock)
+                    return sock
+
+                conn._create_connection = tracked  # type: ignore[attr-defined]
+            return conn
+
+        return make
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the peer
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, watch: _Watchdog) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def do_open(self, http_class: Any, req: urllib.request.Request, **kw: Any) -> Any:
+        return super().do_open(self.watch.wrap(http_class), req, **kw)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, watch: _Watchdog) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def do_open(self, http_class: Any, req: urllib.request.Request, **kw: Any) -> Any:
+        return super().do_open(self.watch.wrap(http_class), req, **kw)
+
+
+def _opener(watch: _Watchdog) -> urllib.request.OpenerDirector:
+    """urllib's usual chain (proxies from the environment, redirects, HTTP errors) for
+    http and https only: a redirect to ``ftp://`` or any other scheme is refused rather
+    than fetched outside the watchdog."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        _WatchedHTTP(watch),
+        _WatchedHTTPS(watch),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener

@@ -124,6 +124,7 @@ def create_app(
         BodyLimitMiddleware,
         max_bytes=ctx.settings.max_upload_bytes,
         read_timeout_s=ctx.settings.read_timeout_s,
+        body_timeout_s=ctx.settings.body_timeout_s,
     )
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=ROUTE_LABELS)
     return app

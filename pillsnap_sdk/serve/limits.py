@@ -1,9 +1,14 @@
-"""Request limits: body size and read timeout (ASGI middleware), and the inference gate.
+"""Request limits: body size and timeouts (ASGI middleware), and the inference gate.
 
 *Body size* is checked before the application reads anything: a ``Content-Length`` over the
 limit gets 413 at once, without reading the body; a chunked body is counted as it arrives
 and refused the moment it passes the limit. So a 2 GB upload costs us one header line,
 not 2 GB of memory or disk.
+
+*Body time* has two bounds, both answered 408: ``read_timeout_s`` between two pieces (a
+stalled client) and ``body_timeout_s`` for the whole body from the first read. The second
+exists because the first alone let a client that sends one byte just inside the read
+timeout hold a request, and the connection, for as long as it liked.
 
 *The gate* bounds work: at most ``max_concurrency`` photos are identified at once and at
 most ``max_queue`` more wait; anything beyond gets 503 with ``Retry-After`` instead of a
@@ -20,6 +25,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from .errors import ServeError, error_body
+from .settings import BODY_TIMEOUT_S
 
 __all__ = ["BodyLimitMiddleware", "Busy", "InferenceGate"]
 
@@ -32,16 +38,27 @@ class _BodyTooLarge(Exception):
 
 
 class _BodyTimeout(Exception):
-    pass
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over ``max_bytes`` (before reading them), 408 for stalled uploads."""
+    """413 for bodies over ``max_bytes`` (before reading them), 408 for stalled or slow
+    uploads: no piece for ``read_timeout_s``, or the whole body not in ``body_timeout_s``."""
 
-    def __init__(self, app: Any, *, max_bytes: int, read_timeout_s: float) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        max_bytes: int,
+        read_timeout_s: float,
+        body_timeout_s: float = BODY_TIMEOUT_S,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -54,15 +71,22 @@ class BodyLimitMiddleware:
         received = 0
         body_done = False
         started = False
+        deadline: float | None = None  # for the whole body, set at the first read
 
         async def limited_receive() -> Message:
-            nonlocal received, body_done
+            nonlocal received, body_done, deadline
             if body_done:
                 return await receive()  # type: ignore[no-any-return]
+            now = asyncio.get_running_loop().time()
+            if deadline is None:
+                deadline = now + self.body_timeout_s
+            wait = min(self.read_timeout_s, deadline - now)
             try:
-                message: Message = await asyncio.wait_for(receive(), self.read_timeout_s)
+                if wait <= 0:
+                    raise TimeoutError
+                message: Message = await asyncio.wait_for(receive(), wait)
             except TimeoutError:
-                raise _BodyTimeout from None
+                raise _BodyTimeout(self._timeout_message(wait < self.read_timeout_s)) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -81,10 +105,14 @@ class BodyLimitMiddleware:
         except _BodyTooLarge:
             if not started:
                 await _send_error(send, 413, "PayloadTooLarge", self._too_large_message())
-        except _BodyTimeout:
+        except _BodyTimeout as exc:
             if not started:
-                msg = f"no request data for {self.read_timeout_s:g} s; send the body promptly"
-                await _send_error(send, 408, "RequestTimeout", msg)
+                await _send_error(send, 408, "RequestTimeout", exc.message)
+
+    def _timeout_message(self, whole: bool) -> str:
+        if whole:
+            return f"request body not complete after {self.body_timeout_s:g} s; send it faster"
+        return f"no request data for {self.read_timeout_s:g} s; send the body promptly"
 
     def _too_large_message(self) -> str:
         mb = self.max_bytes / (1024 * 1024)

@@ -31,6 +31,12 @@ _FLOAT = re.compile(
     r"(?:[eE][+-]?[0-9]{1,3})?"  # exponent: 1e999 parses to inf, which the range refuses
 )
 _HOUR = 3600.0
+#: Default for ``--body-timeout-s``: a 20 MB upload needs about 3 Mbit/s to make it, a
+#: phone photo of a few MB far less; a client trickling bytes is cut off after this long.
+BODY_TIMEOUT_S = 60.0
+#: Connections allowed beyond the inference slots and the queue (``--max-connections``
+#: default): room for uploads still arriving, idle keep-alives, probes and metrics scrapes.
+CONNECTION_HEADROOM = 64
 
 #: ``name -> (low, high, low_excluded)``: every number must lie in this range (``high``
 #: included). The high ends are generous; they refuse nonsense (a 10**9-thread pool, a
@@ -43,6 +49,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "max_batch": (0, 1024, True),
     "threads": (0, 256, True),
     "read_timeout_s": (0, _HOUR, True),
+    "body_timeout_s": (0, _HOUR, True),
+    "max_connections": (1, 100_000, True),  # uvicorn answers 503 once open >= the limit
     "drain_grace_s": (0, _HOUR, False),
     "drain_timeout_s": (0, _HOUR, True),
 }
@@ -66,12 +74,25 @@ class ServeSettings:
     max_batch: int = 16
     threads: int | None = None
     read_timeout_s: float = 30.0
+    body_timeout_s: float = BODY_TIMEOUT_S
+    max_connections: int | None = None  # None: max_concurrency + max_queue + headroom
     drain_grace_s: float = 1.0
     drain_timeout_s: float = 30.0
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def connection_limit(self) -> int:
+        """Open connections the server holds at once (uvicorn ``limit_concurrency``).
+
+        Without a bound every trickling client costs a file descriptor until the process
+        runs out; with one, the excess get an immediate 503 and the rest keep working.
+        """
+        if self.max_connections is not None:
+            return self.max_connections
+        return self.max_concurrency + self.max_queue + CONNECTION_HEADROOM
 
 
 # flag -> (env var, type, default, help)
@@ -99,7 +120,21 @@ _FLAGS: dict[str, tuple[str, type, object, str]] = {
         "PILLSNAP_READ_TIMEOUT_S",
         float,
         30.0,
-        "longest wait for the next piece of a request body (then 408)",
+        "longest wait for the next piece of a request body (then 408), and for a request's "
+        "headers (then the connection is closed)",
+    ),
+    "body_timeout_s": (
+        "PILLSNAP_BODY_TIMEOUT_S",
+        float,
+        BODY_TIMEOUT_S,
+        "longest time a whole request body may take to arrive (then 408)",
+    ),
+    "max_connections": (
+        "PILLSNAP_MAX_CONNECTIONS",
+        int,
+        None,
+        "open connections held at once, idle ones included; more get 503 "
+        f"(unset: max-concurrency + max-queue + {CONNECTION_HEADROOM})",
     ),
     "drain_grace_s": (
         "PILLSNAP_DRAIN_GRACE_S",
