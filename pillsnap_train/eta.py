@@ -20,23 +20,23 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .config import ReleaseConfig
 
-__all__ = ["REFERENCE_SECONDS", "ReleaseEta", "reference_seconds"]
+__all__ = ["REFERENCE_EPOCHS", "REFERENCE_SECONDS", "ReleaseEta", "reference_seconds"]
 
-#: Seconds per step in the reference run: ``configs/pushin-pill-edge.yaml`` (2.3.0) rebuilt by
-#: its one command on 2 CPU cores, classifier and detector side by side: 112.8 min wall on
-#: 2026-12-03 (README, "Rebuild"; docs/accuracy-2.0.md, "Bundle 2.3.0").
+#: Seconds per step in the reference run: ``configs/pushin-pill-edge.yaml`` (2.4.0) rebuilt by
+#: its one command on 2 CPU cores, classifier and detector side by side: 109.7 min wall on
+#: 2026-12-03 (README, "Rebuild"; docs/accuracy-2.0.md, "Bundle 2.4.0").
 REFERENCE_SECONDS = {
-    "ingest": 1.0,
-    "train-classifier": 4628.0,
-    "train-detector": 6602.0,
-    "export": 6.0,
-    "calibrate": 19.0,
-    "variants": 36.0,
-    "package": 90.0,
+    "ingest": 0.5,
+    "train-classifier": 4050.0,
+    "train-detector": 6407.0,
+    "export": 7.0,
+    "calibrate": 18.0,
+    "variants": 37.0,
+    "package": 88.0,
 }
 #: Epochs behind the reference run's two training steps: 2 soup ingredients x 12 epochs;
-#: detector stages 15 + 5 + 8 + 10.
-REFERENCE_EPOCHS = {"train-classifier": 24, "train-detector": 38}
+#: detector stages 10 + 5 + 8 + 10 + 10.
+REFERENCE_EPOCHS = {"train-classifier": 24, "train-detector": 43}
 
 
 def reference_seconds(cfg: ReleaseConfig) -> dict[str, float]:

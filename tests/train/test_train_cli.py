@@ -11,7 +11,7 @@ import pytest
 from pillsnap_sdk.version import __version__
 from pillsnap_train import cli, release
 from pillsnap_train.config import load_config
-from pillsnap_train.eta import REFERENCE_SECONDS, ReleaseEta, reference_seconds
+from pillsnap_train.eta import REFERENCE_EPOCHS, REFERENCE_SECONDS, ReleaseEta, reference_seconds
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,7 +96,9 @@ def test_eta_reference_is_the_default_config_and_scales_with_epochs() -> None:
     longer = cfg.model_copy(
         update={
             "classifier": cfg.classifier.model_copy(update={"soup": []}),  # 1 training, not 2
-            "detector": cfg.detector.model_copy(update={"epochs": cfg.detector.epochs + 38}),
+            "detector": cfg.detector.model_copy(
+                update={"epochs": cfg.detector.epochs + REFERENCE_EPOCHS["train-detector"]}
+            ),
         }
     )
     ref = reference_seconds(longer)
