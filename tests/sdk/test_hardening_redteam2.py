@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ import pillsnap_sdk.stages as stages_mod
 from pillsnap_sdk import Identifier, Runners
 from pillsnap_sdk.annotate import annotate, save_annotated
 from pillsnap_sdk.bundle.loader import load_bundle
+from pillsnap_sdk.bundle.sources import BOMB_MIN_BYTES
 from pillsnap_sdk.decode import decode_opened, open_checked
 from pillsnap_sdk.errors import (
     BundleError,
+    BundleIntegrityError,
     InvalidArgumentError,
     InvalidImageError,
     PillsnapError,
@@ -195,3 +198,19 @@ def test_duplicate_codes_and_huge_versions_are_refused(tmp_path: Path) -> None:
     write_manifest(other, raw, reseal=True)
     with pytest.raises(BundleError):
         load_bundle(other)
+
+
+def test_zip_bomb_member_is_refused_before_inflating(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b")
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(bundle.iterdir()):
+            zf.write(f, f.name)
+        zf.writestr("padding.bin", b"\0" * (BOMB_MIN_BYTES + 1))
+    with pytest.raises(BundleIntegrityError, match="zip bomb"):
+        load_bundle(bomb)
+    plain = tmp_path / "plain.zip"  # the real bundle's files barely compress: accepted
+    with zipfile.ZipFile(plain, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(bundle.iterdir()):
+            zf.write(f, f.name)
+    assert load_bundle(plain).manifest.name == "tiny-test"
