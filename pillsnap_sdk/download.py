@@ -258,7 +258,9 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class _WatchedHTTP(urllib.request.HTTPHandler):
+class _Watched(urllib.request.AbstractHTTPHandler):
+    """A handler whose connections report their sockets to one download's watchdog."""
+
     def __init__(self, watch: _Watchdog) -> None:
         super().__init__()
         self.watch = watch
@@ -267,13 +269,12 @@ class _WatchedHTTP(urllib.request.HTTPHandler):
         return super().do_open(self.watch.wrap(http_class), req, **kw)
 
 
-class _WatchedHTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, watch: _Watchdog) -> None:
-        super().__init__()
-        self.watch = watch
+class _WatchedHTTP(_Watched, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class: Any, req: urllib.request.Request, **kw: Any) -> Any:
-        return super().do_open(self.watch.wrap(http_class), req, **kw)
+
+class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
+    pass
 
 
 def _opener(watch: _Watchdog) -> urllib.request.OpenerDirector:

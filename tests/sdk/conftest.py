@@ -21,6 +21,18 @@ from .inputs_common import CORPUS
 
 
 # -- fixtures --------------------------------------------------------------------------------
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ``$PILLSNAP_HOME`` and no proxy variables: downloads from a loopback test
+    server go straight to it and into a cache no other test sees."""
+    d = tmp_path / "home"
+    monkeypatch.setenv("PILLSNAP_HOME", str(d))
+    for var in ("http_proxy", "https_proxy", "all_proxy"):  # urllib would route 127.0.0.1
+        monkeypatch.delenv(var, raising=False)  # through a proxy set for the machine
+        monkeypatch.delenv(var.upper(), raising=False)
+    return d
+
+
 @pytest.fixture(scope="module")
 def idf_det(tiny_bundle: Path) -> Identifier:
     return Identifier.from_bundle(tiny_bundle)

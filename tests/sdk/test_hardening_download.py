@@ -24,16 +24,8 @@ from pillsnap_sdk.errors import BundleError
 
 Reply = Callable[[socket.socket], None]
 _NO_HASH = "0" * 64
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "home"
-    monkeypatch.setenv("PILLSNAP_HOME", str(d))
-    for var in ("http_proxy", "https_proxy", "all_proxy"):  # urllib would route 127.0.0.1
-        monkeypatch.delenv(var, raising=False)  # through a proxy set for the machine
-        monkeypatch.delenv(var.upper(), raising=False)
-    return d
+#: Every test downloads into a fresh $PILLSNAP_HOME with no proxy (conftest ``home``).
+pytestmark = pytest.mark.usefixtures("home")
 
 
 @pytest.fixture

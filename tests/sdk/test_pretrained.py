@@ -181,16 +181,6 @@ def server(zipped: bytes) -> Iterator[_Server]:
     srv.close()
 
 
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "home"
-    monkeypatch.setenv("PILLSNAP_HOME", str(d))
-    for var in ("http_proxy", "https_proxy", "all_proxy"):  # urllib would route 127.0.0.1
-        monkeypatch.delenv(var, raising=False)  # through a proxy set for the machine
-        monkeypatch.delenv(var.upper(), raising=False)
-    return d
-
-
 def test_url_download_verified_cached_and_reused(
     server: _Server, zipped: bytes, home: Path
 ) -> None:
