@@ -79,6 +79,10 @@ def test_bad_settings_are_refused(argv: list[str], env: dict[str, str], needle: 
         ("--threads", "99999999999", "must be > 0 and <= 256"),
         ("--max-concurrency", "1000", "must be > 0 and <= 256"),
         ("--max-queue", "100001", "must be >= 0 and <= 100000"),
+        ("--body-timeout-s", "0", "must be > 0 and <= 3600"),
+        ("--body-timeout-s", "inf", "expected float"),
+        ("--max-connections", "1", "must be > 1 and <= 100000"),
+        ("--max-connections", "1e3", "expected int"),
     ],
 )
 def test_numbers_are_strict_finite_and_in_range(flag: str, value: str, needle: str) -> None:

@@ -28,7 +28,6 @@ from pillsnap_sdk.serve.limits import BodyLimitMiddleware
 from pillsnap_sdk.serve.reload import BundleHolder
 from pillsnap_sdk.serve.server import KEEP_ALIVE_S, HeadDeadlineH11, uvicorn_config
 from pillsnap_sdk.serve.settings import (
-    SettingsError,
     add_serve_arguments,
     settings_from_args,
 )
@@ -266,20 +265,6 @@ def test_new_settings_defaults_flags_and_env() -> None:
     )
     assert (s.body_timeout_s, s.connection_limit) == (12.5, 500)
     assert settings_from_args(_args("--max-queue", "0"), {}).connection_limit == 66
-
-
-@pytest.mark.parametrize(
-    ("flag", "value", "needle"),
-    [
-        ("--body-timeout-s", "0", "must be > 0 and <= 3600"),
-        ("--body-timeout-s", "inf", "expected float"),
-        ("--max-connections", "1", "must be > 1 and <= 100000"),
-        ("--max-connections", "1e3", "expected int"),
-    ],
-)
-def test_new_settings_refuse_nonsense(flag: str, value: str, needle: str) -> None:
-    with pytest.raises(SettingsError, match=needle.replace(".", r"\.")):
-        settings_from_args(_args(flag, value), {})
 
 
 def test_uvicorn_config_bounds_connections() -> None:
