@@ -91,14 +91,18 @@ class ReleaseData:
         return out
 
     def negative_samples(self, split: str, count: int) -> list[Any]:
-        """``count`` pill-free crops of ``split``'s photos (``sources`` and
-        ``detector_sources``: other tables and phones), labelled -1 for outlier exposure
+        """``count`` pill-free crops of ``split``'s photos, labelled -1 for outlier exposure
         (:mod:`..classifier.negatives`). Every labelled box counts as a pill, also those of
-        held-out classes."""
+        held-out classes.
+
+        Only ``sources`` (the named photos): ``detector_sources`` are licensed for the
+        detector and never reach the classifier, not even their tables (pillcounter's
+        README: "use them for detection, never for the classifier"). Bundles up to 2.4.0
+        drew half their negatives from them; 2.5.0 does not."""
         from ..classifier.data import ClassifierSample
         from ..classifier.negatives import sample_negative_boxes
 
-        recs = self._detector_records(split)
+        recs = self.split(split)
         photos = [
             (path, boxes[0].image_width, boxes[0].image_height, [b.box for b in boxes])
             for path, boxes in sorted(group_by_image(recs).items())
