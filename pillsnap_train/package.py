@@ -41,6 +41,20 @@ def _num(v: Any, fmt: str = ".3f") -> str:
     return "n/a" if v is None else format(float(v), fmt)
 
 
+def _precision_lines(dp: dict[str, Any] | None, par: dict[str, Any]) -> list[str]:
+    """Which classifier the end-to-end rows measured, when it is not the fp32 export."""
+    if not dp or dp.get("served", "fp32") == "fp32":
+        return []
+    ref = par.get("pipeline", {}).get("onnx_accuracy")
+    return [
+        f"The bundle serves its **{dp['served']}** classifier by default: the end-to-end "
+        f"rows above, the robustness rows and the latency gate measured it. The fp32 "
+        f'classifier ships beside it (`precision="fp32"`, `pillsnap identify --precision '
+        f"fp32`); its end-to-end accuracy on the same photos: {_pct(ref)}.",
+        "",
+    ]
+
+
 def render_model_card(report: dict[str, Any]) -> str:
     """Markdown model card from the release report: every number is a measured one."""
     r = report
@@ -87,6 +101,7 @@ def render_model_card(report: dict[str, Any]) -> str:
         f"{e2e.get('n_pills', '?')}) |",
         f"| false boxes (no pill under them) | {e2e.get('false_positives', '?')} |",
         "",
+        *_precision_lines(r.get("default_precision"), par),
         "Per-class top-1 on validation crops:",
         "",
         "| class | code | top-1 | n |",

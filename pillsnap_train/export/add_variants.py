@@ -67,6 +67,11 @@ def add_variants(
     m = bundle.manifest
     if m.name != cfg.name:
         raise GateFailure(f"bundle {m.name!r} was not built by config {cfg.name!r}")
+    if m.classifier.precision != "fp32":
+        raise GateFailure(
+            f"bundle {m.name} {m.version} serves a {m.classifier.precision} classifier: "
+            "variants are built from an fp32 classifier; rebuild with `pillsnap-train release`"
+        )
     rel = Release(cfg, read_only=True)
     ingest = rel.done("ingest")
     if ingest is None:

@@ -44,7 +44,12 @@ def check_bundle(
 
     idf = Identifier.from_bundle(bundle)
     val = data.gt_images("val")
-    onnx_score = score_pipeline(lambda p: idf.identify(p), val)
+    served = idf.manifest.classifier.precision
+    score = score_pipeline(lambda p: idf.identify(p), val)
+    # Parity compares like with like: torch against the fp32 export, whichever the
+    # bundle serves by default (an int8 classifier is gated on its own, in ``variants``).
+    ref = idf if served == "fp32" else Identifier.from_bundle(bundle, precision="fp32")
+    onnx_score = score if ref is idf else score_pipeline(lambda p: ref.identify(p), val)
     robustness = [
         r.as_dict()
         for r in evaluate_robustness(
@@ -64,7 +69,7 @@ def check_bundle(
     if detector.enabled and detector.best and exp.detector:
         det_module = load_yolo_module(Path(detector.best))
         parity["detector"] = _detector_parity(data, det_module, Path(exp.detector), idf)
-    torch_idf = with_torch_models(idf, model, det_module)
+    torch_idf = with_torch_models(ref, model, det_module)
     torch_score = score_pipeline(lambda p: torch_idf.identify(p), val)
     parity["pipeline"] = {
         "onnx_accuracy": onnx_score.accuracy,
@@ -72,7 +77,7 @@ def check_bundle(
         "delta": abs(onnx_score.accuracy - torch_score.accuracy),
     }
     return {
-        "end_to_end": onnx_score.as_dict(),
+        "end_to_end": {**score.as_dict(), "classifier_precision": served},
         "robustness": robustness,
         "parity": parity,
         "latency": _latency(data, bundle),
@@ -151,6 +156,15 @@ def gates(g: GateConfig, report: dict[str, Any]) -> list[dict[str, Any]]:
         f"{par['pipeline']['torch_accuracy']:.4f} (|delta| <= "
         f"{g.max_pipeline_accuracy_delta})",
     )
+    dp = report.get("default_precision")
+    if dp and dp["requested"] != "fp32":
+        add(
+            "default precision",
+            dp["served"] == dp["requested"],
+            f"serves the {dp['served']} classifier (asked: {dp['requested']}"
+            + ("" if dp["served"] == dp["requested"] else "; its variant failed its gate")
+            + ")",
+        )
     top1 = report["classifier"]["val_top1"]
     add(
         "classifier accuracy",

@@ -36,7 +36,7 @@ from .results import (
 )
 from .workdir import GateFailure
 
-__all__ = ["BundleSpecs", "Inputs", "build_specs", "package", "publish"]
+__all__ = ["BundleSpecs", "Inputs", "build_specs", "classifier_files", "package", "publish"]
 
 #: 0.3.0: ``area-linear`` interpolation and ``unknown_margin``.
 MIN_SDK_VERSION = "0.3.0"
@@ -105,23 +105,10 @@ def build_specs(data: ReleaseData, inp: Inputs, command: str) -> BundleSpecs:
         if det_path
         else None
     )
-    released = [v for v in var.variants if v["released"]]
-    variants = [
-        (
-            Path(exp.classifier).with_name(v["file"]),
-            {
-                "role": "classifier",
-                "precision": v["precision"],
-                "metrics": {
-                    "top1": v["top1"],
-                    "top1_drop": v["top1_drop"],
-                    "speedup": v["speedup"],
-                    "latency_ms": v["latency_ms"],
-                },
-            },
-        )
-        for v in released
-    ]
+    classifier_onnx, variants, served = classifier_files(
+        Path(exp.classifier), var.variants, cfg.export.default_precision
+    )
+    cls_spec["precision"] = served
     ingest = inp.ingest.model_dump(exclude_unset=True)
     report: dict[str, Any] = {
         "name": cfg.name,
@@ -143,6 +130,7 @@ def build_specs(data: ReleaseData, inp: Inputs, command: str) -> BundleSpecs:
         "detector": det or {},
         "calibration": cal.model_dump(exclude_unset=True),
         "variants": var.variants,
+        "default_precision": {"requested": cfg.export.default_precision, "served": served},
         "limitations": cfg.limitations,
         "thresholds": thresholds,
     }
@@ -163,7 +151,7 @@ def build_specs(data: ReleaseData, inp: Inputs, command: str) -> BundleSpecs:
     common: dict[str, Any] = {
         "name": cfg.name,
         "version": cfg.version,
-        "classifier_onnx": Path(exp.classifier),
+        "classifier_onnx": classifier_onnx,
         "classifier_spec": cls_spec,
         "detector_onnx": det_path,
         "detector_spec": det_spec,
@@ -171,6 +159,40 @@ def build_specs(data: ReleaseData, inp: Inputs, command: str) -> BundleSpecs:
         "labels": labels,
     }
     return BundleSpecs(common, extra, report, labels)
+
+
+def classifier_files(
+    fp32: Path, reports: list[dict[str, Any]], default: str
+) -> tuple[Path, list[tuple[Path, dict[str, Any]]], str]:
+    """The bundle's classifier file, its variants (file, spec) and the served precision.
+
+    ``default`` "fp32": the fp32 export, every released variant beside it. Otherwise the
+    released ``default`` variant is the classifier and fp32 becomes a variant (metrics
+    relative to fp32, like every variant's); when that variant was refused by its gate,
+    the fp32 export is served and the release's "default precision" gate fails.
+    """
+    released = [v for v in reports if v["released"]]
+
+    def spec(v: dict[str, Any]) -> dict[str, Any]:
+        keys = ("top1", "top1_drop", "speedup", "latency_ms")
+        return {
+            "role": "classifier",
+            "precision": v["precision"],
+            "metrics": {k: float(v[k]) for k in keys},
+        }
+
+    chosen = next((v for v in released if v["precision"] == default), None)
+    if default == "fp32" or chosen is None:
+        return fp32, [(fp32.with_name(v["file"]), spec(v)) for v in released], "fp32"
+    reference = {
+        "precision": "fp32",
+        "top1": chosen["top1"] + chosen["top1_drop"],
+        "top1_drop": 0.0,
+        "speedup": 1.0,
+        "latency_ms": chosen["latency_ms"] * chosen["speedup"],
+    }
+    others = [(fp32.with_name(v["file"]), spec(v)) for v in released if v is not chosen]
+    return fp32.with_name(chosen["file"]), [(fp32, spec(reference)), *others], default
 
 
 def package(data: ReleaseData, inp: Inputs, command: str) -> PackageResult:

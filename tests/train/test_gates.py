@@ -304,3 +304,85 @@ def test_unset_detector_fraction_keeps_old_config_hashes() -> None:
     assert GateConfig(min_detector_matched_fraction=0.9).model_dump()[
         "min_detector_matched_fraction"
     ] == pytest.approx(0.9)
+
+
+# --------------------------------------------------------------------------- (d) int8 served
+
+
+def test_int8_default_precision_serves_int8_and_keeps_fp32_beside_it(
+    release_run: ReleaseRun, tmp_path: Path
+) -> None:
+    """``export.default_precision: int8``: the gated int8 variant becomes the bundle's
+    classifier, fp32 a variant; the end-to-end numbers are the int8 classifier's and the
+    pipeline parity gate still compares torch with the fp32 export."""
+    from pillsnap_sdk import Identifier
+
+    raw = release_config(
+        tmp_path, aihub=release_run.aihub, yolo=release_run.yolo, detector=False, variants=["int8"]
+    )
+    raw["export"]["default_precision"] = "int8"
+    raw["gates"]["max_variant_top1_drop"] = 1.0  # a tiny model: the gate is tested above
+    rc = load_config(write_config(tmp_path / "int8.yaml", raw))
+    assert '"default_precision":"int8"' in rc.model_dump_json()
+    shutil.copytree(release_run.work / "classifier", Path(rc.work_dir) / "classifier")
+    res = run_release(rc, until="package")
+    dest = Path(res["package"]["published"])
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert manifest["classifier"]["precision"] == "int8"
+    assert manifest["classifier"]["file"] == "classifier_int8.onnx"
+    [ref] = [v for v in manifest["variants"] if v["role"] == "classifier"]
+    assert ref["precision"] == "fp32" and ref["file"] == "classifier.onnx"
+    assert ref["metrics"]["top1_drop"] == 0.0 and ref["metrics"]["speedup"] == 1.0
+    report = json.loads((Path(rc.work_dir) / "bundle" / "report.json").read_text())
+    assert report["end_to_end"]["classifier_precision"] == "int8"
+    assert report["default_precision"] == {"requested": "int8", "served": "int8"}
+    gates = {g["name"]: g["status"] for g in report["gates"]}
+    assert gates["default precision"] == "pass" and gates["pipeline parity"] == "pass"
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "serves its **int8** classifier by default" in card
+    idf = Identifier.from_bundle(dest)
+    fp32 = Identifier.from_bundle(dest, precision="fp32")
+    assert idf.manifest.classifier.precision == "int8"
+    assert fp32.manifest.classifier.file == "classifier.onnx"
+
+
+def test_default_precision_falls_back_loudly_when_its_variant_was_refused() -> None:
+    """A refused int8 variant: the bundle would serve fp32, and the gate says so (fails)."""
+    from pillsnap_train.config import GateConfig
+    from pillsnap_train.release.checks import gates
+    from pillsnap_train.release.package import classifier_files
+
+    fp32 = Path("/w/export/classifier.onnx")
+    ok = {"precision": "int8", "file": "classifier_int8.onnx", "released": True,
+          "top1": 0.9, "top1_drop": 0.01, "speedup": 2.0, "latency_ms": 10.0}  # fmt: skip
+    refused = {**ok, "released": False}
+    assert classifier_files(fp32, [ok], "fp32") == (
+        fp32,
+        [(fp32.with_name("classifier_int8.onnx"),
+          {"role": "classifier", "precision": "int8",
+           "metrics": {"top1": 0.9, "top1_drop": 0.01, "speedup": 2.0, "latency_ms": 10.0}})],
+        "fp32",
+    )  # fmt: skip
+    path, variants, served = classifier_files(fp32, [ok], "int8")
+    assert (path.name, served) == ("classifier_int8.onnx", "int8")
+    assert variants[0][0] == fp32 and variants[0][1]["metrics"] == {
+        "top1": pytest.approx(0.91), "top1_drop": 0.0, "speedup": 1.0, "latency_ms": 20.0
+    }  # fmt: skip
+    assert classifier_files(fp32, [refused], "int8") == (fp32, [], "fp32")
+
+    report: dict[str, Any] = {
+        "parity": {
+            "classifier": {"top1_agreement": 1.0, "max_abs_logit_diff": 0.0},
+            "pipeline": {"onnx_accuracy": 0.5, "torch_accuracy": 0.5, "delta": 0.0},
+        },
+        "classifier": {"val_top1": 0.9},
+        "end_to_end": {"confident_wrong_rate": 0.0, "confidently_wrong": 0, "n_pills": 10},
+        "latency": {},
+        "default_precision": {"requested": "int8", "served": "fp32"},
+    }
+    rows = {g["name"]: g for g in gates(GateConfig(), report)}
+    assert rows["default precision"]["status"] == "fail"
+    assert "failed its gate" in rows["default precision"]["detail"]
+    report["default_precision"]["served"] = "int8"
+    rows = {g["name"]: g for g in gates(GateConfig(), report)}
+    assert rows["default precision"]["status"] == "pass"
