@@ -69,7 +69,7 @@ def add_variants(
         raise GateFailure(f"bundle {m.name!r} was not built by config {cfg.name!r}")
     if m.classifier.precision != "fp32":
         raise GateFailure(
-            f"bundle {m.name} {m.version} serves a {m.classifier.precision} classifier: "
+            f"bundle {m.name} {m.version} serves an {m.classifier.precision} classifier: "
             "variants are built from an fp32 classifier; rebuild with `pillsnap-train release`"
         )
     rel = Release(cfg, read_only=True)

@@ -47,7 +47,9 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> ReleaseConfig:
     return cfg
 
 
-def _bundle(cfg: ReleaseConfig, out: Path, dataset_sha256: str | None = None) -> Path:
+def _bundle(
+    cfg: ReleaseConfig, out: Path, dataset_sha256: str | None = None, precision: str = "fp32"
+) -> Path:
     rel = Release(cfg, read_only=True)
     n = len(rel.classes())
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,7 @@ def _bundle(cfg: ReleaseConfig, out: Path, dataset_sha256: str | None = None) ->
         version="1.0.0",
         classifier={
             "file": "classifier.onnx",
+            "precision": precision,
             "input_name": "input",
             "input_shape": ["N", 3, 32, 32],
             "preprocessing": classifier_spec(cfg).model_dump(),
@@ -101,6 +104,15 @@ def test_refuses_a_bundle_of_another_split(ingested: ReleaseConfig, tmp_path: Pa
     ok = _bundle(ingested, tmp_path / "ok" / "tiny-var")
     with pytest.raises(GateFailure, match="not newer"):
         add_variants(ingested, ok, tmp_path / "out", version="1.0.0")
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_a_bundle_that_serves_int8(ingested: ReleaseConfig, tmp_path: Path) -> None:
+    """Variants are quantized from fp32: an int8-served bundle (``default_precision``) is
+    refused, not quantized twice."""
+    src = _bundle(ingested, tmp_path / "src" / "tiny-var", precision="int8")
+    with pytest.raises(GateFailure, match="serves an int8 classifier"):
+        add_variants(ingested, src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
