@@ -124,7 +124,8 @@ def gate_variant(
     elif not better:
         reason = f"neither faster ({speedup:.2f}x) nor smaller"
     else:
-        reason = f"{speedup:.2f}x speed, {size / base_size:.2f}x size, top-1 -{drop * 100:.2f} pt"
+        # signed: a variant can score above fp32 (2.5.0's int8: +1.63 pt), never "--1.63"
+        reason = f"{speedup:.2f}x speed, {size / base_size:.2f}x size, top-1 {-drop * 100:+.2f} pt"
     return VariantReport(
         precision,
         path.name,

@@ -230,6 +230,11 @@ def test_variant_gate_decides_on_the_measured_drop(gate_work: GateWork, tmp_path
     )
     assert ok.released and ok.top1_drop == pytest.approx(0.005)
     assert not bad.released and "2.00 points" in bad.reason
+    assert "top-1 -0.50 pt" in ok.reason
+    up = gate_variant(
+        "fp16", half, fp32, "input", [], batch, rounds=1, max_top1_drop=0.01, evaluate=scores(0.92)
+    )
+    assert up.released and "top-1 +2.00 pt" in up.reason  # not "--2.00"
 
 
 # --------------------------------------------------------------------------- (c) resume
