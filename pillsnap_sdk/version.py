@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.9.0"
+__version__ = "0.10.0"
 
 
 def parse_semver(text: str) -> tuple[int, int, int]:
