@@ -9,8 +9,10 @@ only one folder's entries (or one glob's matches) are in memory at a time.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterator, Sequence
@@ -168,16 +170,69 @@ def _listing(folder: str) -> list[os.DirEntry[str]]:
 
 
 def _glob(pattern: str) -> Iterator[str]:
-    try:  # the standard library's ``**`` recurses once per folder level
-        matches = sorted(glob.iglob(pattern, recursive=True))
-    except RecursionError:
-        raise InvalidArgumentError(
-            f"glob {pattern[:200]}: the folder tree is too deep for a ** glob; "
-            "pass the top folder itself (folders are walked at any depth)"
-        ) from None
+    """The photos ``pattern`` matches, sorted. A ``**`` pattern is matched over an explicit
+    walk (:func:`_walk_glob`): the standard library's ``**`` recurses once per folder level
+    and passes each match up through every level (a 1,100-level tree took 36 s, then
+    RecursionError)."""
+    # Without ``**`` the stdlib recurses once per pattern component: bounded by the pattern.
+    found = _walk_glob(pattern) if "**" in pattern else glob.iglob(pattern)
+    matches = sorted(found)
     for match in matches:
         if _is_image(match) and os.path.isfile(match):
             yield match
+
+
+def _walk_glob(pattern: str) -> Iterator[str]:
+    """Paths under the pattern's literal leading folders that match its remaining parts,
+    with ``**`` as any number of folders (glob's ``recursive=True``; hidden names only
+    match parts that start with "."; symlinked folders are not followed, as in folder
+    walks)."""
+    parts = pattern.split(os.sep)
+    first = next(i for i, part in enumerate(parts) if _MAGIC.search(part))
+    base = os.sep.join(parts[:first]) or (os.sep if pattern.startswith(os.sep) else "")
+    rest = parts[first:]
+    root = base or os.curdir
+    if not os.path.isdir(root):
+        return
+    for path in _walk(root):
+        rel = os.path.relpath(path, root).split(os.sep)
+        if _parts_match(rel, rest):
+            yield os.path.join(base, *rel) if base else os.path.join(*rel)
+
+
+_MAGIC = re.compile(r"[*?[]")
+
+
+def _parts_match(names: Sequence[str], pats: Sequence[str]) -> bool:
+    """Whether path components ``names`` match pattern components ``pats`` (``**`` = zero
+    or more components). A set of pattern positions per name: no recursion, no
+    backtracking, so a deep path costs its depth times the pattern's length."""
+
+    def closure(states: set[int]) -> set[int]:
+        out = set(states)
+        for j in sorted(states):
+            while j < len(pats) and pats[j] == "**":
+                j += 1
+                out.add(j)
+        return out
+
+    states = closure({0})
+    for name in names:
+        nxt = set()
+        for j in states:
+            if j >= len(pats):
+                continue
+            pat = pats[j]
+            if name.startswith(".") and not pat.startswith("."):
+                continue
+            if pat == "**":
+                nxt.add(j)
+            elif fnmatch.fnmatchcase(name, pat):
+                nxt.add(j + 1)
+        if not nxt:
+            return False
+        states = closure(nxt)
+    return len(pats) in states
 
 
 def _read_list(path: Path) -> Iterator[str]:

@@ -176,17 +176,41 @@ def test_deep_folder_is_walked_in_order(deep_tree: tuple[Path, Path]) -> None:
     assert got == [str(root / "a.jpg"), str(deep), str(root / "z.jpg")]
 
 
-def test_deep_glob_is_a_typed_error_and_the_cli_says_so(
-    deep_tree: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
-) -> None:
-    root, _ = deep_tree
-    pattern = f"{root}/**/*.jpg"
+def test_deep_glob_matches_without_recursion(deep_tree: tuple[Path, Path]) -> None:
+    """A ``**`` glob over a tree deeper than the recursion allows is matched over the
+    explicit walk (it was RecursionError, after 36 s at 1,100 levels)."""
+    root, deep = deep_tree
+    t0 = time.perf_counter()
     with recursion_headroom(HEADROOM):
-        with pytest.raises(InvalidArgumentError, match=r"too deep for a \*\* glob"):
-            list(expand_inputs([pattern]))
-        code = main(["identify", pattern])
-    assert code == 1
-    _one_line_error(capsys.readouterr().err, "too deep", "pass the top folder")
+        got = [item.name for item in expand_inputs([f"{root}/**/*.jpg"])]
+        deep_only = [item.name for item in expand_inputs([f"{root}/d/**/deep.jpg"])]
+    assert time.perf_counter() - t0 < 3
+    assert got == [str(root / "a.jpg"), str(deep), str(root / "z.jpg")]
+    assert deep_only == [str(deep)]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["**/*.jpg", "**", "a/**", "a/**/*.png", "**/x/*", "*/**/3.jpg", "**/.h*/*", "**/*/*.gif",
+     "a/**/x/**/*.jpg", "nothing/**/*.jpg", "[ab]/**/?.jpg"],
+)  # fmt: skip
+def test_star_star_glob_matches_what_the_standard_library_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pattern: str
+) -> None:
+    """Same photos as ``glob.glob(recursive=True)`` on an ordinary tree, hidden names and
+    relative patterns included (the walk only replaces the stdlib's recursion)."""
+    import glob
+
+    names = ("a/0.jpg", "a/x/3.jpg", "a/x/y/4.png", "b/1.png", "b/x/2.jpg", "c.gif",
+             ".h/5.jpg", "a/.h/6.jpg", "a/x/.7.jpg", "d/e/f.gif")  # fmt: skip
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    want = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    assert [i.name for i in expand_inputs([pattern])] == want
+    absolute = str(tmp_path / pattern)
+    assert [i.name for i in expand_inputs([absolute])] == [str(tmp_path / p) for p in want]
 
 
 def test_walk_keeps_order_and_does_not_follow_folder_symlinks(tmp_path: Path) -> None:
