@@ -110,10 +110,16 @@ class CalibrationConfig(ConfigModel):
     #: detector threshold are reported only when the classifier names them (see
     #: ``Thresholds.detector_confidence_named``); capped at that threshold. None: one tier.
     detector_confidence_named: float | None = Field(default=None, ge=0.01, le=1.0)
+    #: Familiarity gate in the exported classifier (``classifier.familiarity``): the share
+    #: of validation crops (clean and camera-shifted) whose logits pass untouched; crops
+    #: farther from every trained drug than those come out flat ("unknown"). Chosen in the
+    #: export step, before the temperature and thresholds. None: no gate.
+    familiarity_keep: float | None = Field(default=None, gt=0.5, le=1.0)
 
     _omit_at: ClassVar[dict[str, Any]] = {
         "detector_recall_weight": 1.0,
         "detector_confidence_named": None,
+        "familiarity_keep": None,
     }
 
 

@@ -41,6 +41,20 @@ def _num(v: Any, fmt: str = ".3f") -> str:
     return "n/a" if v is None else format(float(v), fmt)
 
 
+def _other_drug_lines(od: dict[str, Any] | None) -> list[str]:
+    """The detector-only validation photos' pills (other drugs) named as one of ours."""
+    if not od:
+        return []
+    return [
+        f"Pills of **other drugs** (the detector-only validation photos, {od['n_pills']} "
+        f"pills; none is one of this bundle's drugs): {od['found']} found, "
+        f"**{od['confidently_wrong']} named as one of this bundle's drugs** "
+        f"({_pct(od['named_rate'])} of those found), {od['unknown']} unknown. Not a gate: "
+        "the bundle never saw these drugs; check unfamiliar pills by hand.",
+        "",
+    ]
+
+
 def _precision_lines(dp: dict[str, Any] | None, par: dict[str, Any]) -> list[str]:
     """Which classifier the end-to-end rows measured, when it is not the fp32 export."""
     if not dp or dp.get("served", "fp32") == "fp32":
@@ -101,6 +115,7 @@ def render_model_card(report: dict[str, Any]) -> str:
         f"{e2e.get('n_pills', '?')}) |",
         f"| false boxes (no pill under them) | {e2e.get('false_positives', '?')} |",
         "",
+        *_other_drug_lines(r.get("other_drugs")),
         *_precision_lines(r.get("default_precision"), par),
         "Per-class top-1 on validation crops:",
         "",

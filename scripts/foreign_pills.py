@@ -13,7 +13,8 @@ would, and nothing is fitted to them.
         --bundle models/pushin-pill-edge [--precision fp32]
 
 Counts pills found (IoU >= 0.5 with a labelled box), how many of them came back
-"identified" (a wrong name, by construction) or "unknown", and boxes on no labelled pill.
+"identified" (a wrong name, by construction) or "unknown", and boxes on no labelled pill;
+the release reports the same numbers (``other_drugs`` in report.json, a model-card line).
 """
 
 from __future__ import annotations
@@ -22,70 +23,41 @@ import argparse
 import collections
 import json
 from collections.abc import Sequence
-from typing import Any
 
-import numpy as np
-
-from pillsnap_sdk import Identifier
-from pillsnap_sdk.boxes import box_iou
+from pillsnap_sdk import Identifier, IdentifyResult
 from pillsnap_train.config import load_config
+from pillsnap_train.evaluate import score_pipeline
 from pillsnap_train.release.data import ReleaseData
-
-Photos = dict[str, list[tuple[float, float, float, float]]]
-
-
-def count(idf: Identifier, photos: Photos) -> dict[str, Any]:
-    """Found / named / unknown pills and false boxes over ``photos`` (path -> boxes)."""
-    c: collections.Counter[str] = collections.Counter()
-    names: collections.Counter[str] = collections.Counter()
-    for path, boxes in sorted(photos.items()):
-        gt = np.array(boxes, np.float32).reshape(-1, 4)
-        c["pills"] += len(gt)
-        for p in idf.identify(path).pills:
-            named = p.status == "identified"
-            if p.bbox is None:  # whole-photo answer: no pill was boxed
-                c["whole_photo_named" if named else "whole_photo_unknown"] += 1
-            elif (
-                len(gt)
-                and float(box_iou(np.array([p.bbox.as_tuple()], np.float32), gt).max()) >= 0.5
-            ):
-                c["found"] += 1
-                c["named" if named else "unknown"] += 1
-            else:
-                c["false_boxes"] += 1
-                c["false_boxes_named"] += named
-            if named and p.label is not None:
-                names[p.label.name] += 1
-    return {**c, "photos": len(photos), "named_as": dict(names.most_common())}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--config", required=True, help="the release config (its work_dir is read)")
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--precision", default=None, help="classifier variant, e.g. fp32 or int8")
     args = ap.parse_args(argv)
-    data = ReleaseData(load_config(args.config))
-    photos: Photos = collections.defaultdict(list)
-    for r in data.detector_extra():
-        if r.split == "val":
-            photos[r.image_path].append((r.x1, r.y1, r.x2, r.y2))
+    photos = ReleaseData(load_config(args.config)).foreign_images("val")
     if not photos:
         print("no detector-only validation photos in this config's work dir (run ingest)")
         return 1
     idf = Identifier.from_bundle(args.bundle, precision=args.precision)
-    out = count(idf, photos)
+    names: collections.Counter[str] = collections.Counter()
+
+    def identify(path: str) -> IdentifyResult:
+        res = idf.identify(path)
+        names.update(p.label.name for p in res.pills if p.label is not None)
+        return res
+
+    s = score_pipeline(identify, photos)  # every pill is coded "(other drug)": named = wrong
     m = idf.manifest
-    out["bundle"] = f"{m.name}@{m.version}+{m.classifier.precision}"
-    found = max(out.get("found", 0), 1)
+    found = max(s.found, 1)
     print(
-        f"{out['bundle']}: {out['photos']} photos, {out['pills']} pills of other drugs; "
-        f"found {out.get('found', 0)}, named as one of the bundle's drugs "
-        f"{out.get('named', 0)} ({100 * out.get('named', 0) / found:.1f} % of found), "
-        f"unknown {out.get('unknown', 0)}; false boxes {out.get('false_boxes', 0)} "
-        f"(named {out.get('false_boxes_named', 0)})"
+        f"{m.name}@{m.version}+{m.classifier.precision}: {len(photos)} photos, {s.n_pills} "
+        f"pills of other drugs; found {s.found}, named as one of the bundle's drugs {s.wrong} "
+        f"({100 * s.wrong / found:.1f} % of found), unknown {s.unknown}; false boxes "
+        f"{s.false_positives}"
     )
-    print(json.dumps(out, indent=2))
+    print(json.dumps({"named_as": dict(names.most_common())}, indent=2))
     return 0
 
 

@@ -302,6 +302,11 @@ def _stride(n_batches: int, most: int = 4) -> int:
     return max(d for d in range(1, min(most, n_batches) + 1) if n_batches % d == 0)
 
 
+#: Node-name prefix of a familiarity gate (:mod:`..classifier.familiarity`; kept here so
+#: this module does not import torch).
+GATE_PREFIX = "/gate/"
+
+
 def build_int8(
     src: Path,
     dst: Path,
@@ -337,6 +342,9 @@ def build_int8(
         model = onnx.load(str(src))
     _name_nodes(model)
     kept = keep_float_nodes(model, opts.keep_float)
+    # A familiarity gate's distances (MatMuls with a 1280x1280 factor) stay in float: 8-bit
+    # rounding there would move the cut that decides "unknown".
+    kept += [n.name for n in model.graph.node if n.name.startswith(GATE_PREFIX)]
     onnx.save(model, str(pre))
     method = {
         "minmax": CalibrationMethod.MinMax,

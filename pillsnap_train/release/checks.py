@@ -21,6 +21,7 @@ from ..evaluate import TorchRunner, classifier_agreement, score_pipeline, with_t
 from .crops import crop_batches
 from .data import ReleaseData
 from .engines import classifier_logits, detector_stage, load_yolo_module, ort_session
+from .export import release_classifier
 from .results import ExportResult, TrainClassifierResult, TrainDetectorResult
 
 __all__ = ["ROBUSTNESS_PILES", "ROBUSTNESS_SCENES", "check_bundle", "gates"]
@@ -39,7 +40,6 @@ def check_bundle(
     exp: ExportResult,
 ) -> dict[str, Any]:
     """The report's ``end_to_end``, ``robustness``, ``parity`` and ``latency`` blocks."""
-    from ..classifier.train import load_trained
     from ..robustness import evaluate_robustness
 
     idf = Identifier.from_bundle(bundle)
@@ -60,7 +60,7 @@ def check_bundle(
             seed=data.cfg.seed + 1234,
         )
     ]
-    model, _ = load_trained(Path(classifier.best))
+    model = release_classifier(data, Path(classifier.best))  # with its gate, as exported
     x, _ = crop_batches(data, "val")
     torch_logits = classifier_logits(TorchRunner(model), x)
     onnx_logits = classifier_logits(ort_session(Path(exp.classifier)), x)
@@ -76,11 +76,26 @@ def check_bundle(
         "torch_accuracy": torch_score.accuracy,
         "delta": abs(onnx_score.accuracy - torch_score.accuracy),
     }
+    foreign = data.foreign_images("val")
     return {
         "end_to_end": {**score.as_dict(), "classifier_precision": served},
+        "other_drugs": _other_drugs(score_pipeline(lambda p: idf.identify(p), foreign))
+        if foreign
+        else {},
         "robustness": robustness,
         "parity": parity,
         "latency": _latency(data, bundle),
+    }
+
+
+def _other_drugs(score: Any) -> dict[str, Any]:
+    """Pills of other drugs (detector-only validation photos): every one named is named
+    wrongly. Informative, like the open-set row: no gate (the bundle cannot learn them)."""
+    d = score.as_dict()
+    keys = ("n_pills", "found", "unknown", "confidently_wrong", "false_positives")
+    return {
+        **{k: d[k] for k in keys},
+        "named_rate": d["confidently_wrong"] / d["found"] if d["found"] else 0.0,
     }
 
 

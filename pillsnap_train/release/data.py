@@ -15,7 +15,11 @@ from ..config import ReleaseConfig
 from ..data.records import BoxRecord, ClassInfo, class_table, group_by_image, read_records
 from ..evaluate import GroundTruthImage
 
-__all__ = ["ReleaseData"]
+__all__ = ["OTHER_DRUG", "ReleaseData"]
+
+#: The class code of every pill in ``data.detector_sources`` photos when they are scored
+#: (:meth:`ReleaseData.foreign_images`): none of the bundle's drugs.
+OTHER_DRUG = "(other drug)"
 
 Box = tuple[float, float, float, float]
 
@@ -123,6 +127,18 @@ class ReleaseData:
                     [b.class_code for b in boxes],
                 )
             )
+        return out
+
+    def foreign_images(self, split: str) -> list[GroundTruthImage]:
+        """``split``'s detector-only photos (``data.detector_sources``: other drugs, other
+        phones and tables) with every box coded :data:`OTHER_DRUG`, a code no bundle has:
+        scored with :func:`..evaluate.score_pipeline`, each pill the bundle names there is a
+        wrong name. Evaluation only: these photos never train the classifier."""
+        out = []
+        for path, boxes in sorted(group_by_image(self.detector_extra()).items()):
+            if boxes[0].split == split:
+                arr = np.array([b.box for b in boxes], np.float32)
+                out.append(GroundTruthImage(path, arr, [OTHER_DRUG] * len(boxes)))
         return out
 
     def summary(self, ingest: dict[str, Any]) -> dict[str, Any]:

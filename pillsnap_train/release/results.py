@@ -68,6 +68,9 @@ class TrainDetectorResult(StepResult):
 class ExportResult(StepResult):
     classifier: str
     detector: str | None = None
+    #: The familiarity gate folded into the classifier (``calibration.familiarity_keep``):
+    #: its stats file, cut, ramp end and validation share kept; None without a gate.
+    familiarity: dict[str, Any] | None = None
 
 
 class CalibrateResult(StepResult):

@@ -248,6 +248,22 @@ def test_detector_only_source_trains_the_detector_not_the_classifier(
     assert any(p.startswith("pile_") for p in written)
 
 
+def test_other_drugs_are_scored_on_the_detector_only_val_photos(
+    run: ReleaseRun, report: dict[str, Any], bundle_dir: Path
+) -> None:
+    """Every pill of a detector-only validation photo is another drug: the report counts
+    how many the bundle names anyway (each a wrong name), and the model card says it."""
+    extra = read_records(Path(run.step("ingest")["detector_extra"]["records"]))
+    n_val = sum(1 for r in extra if r.split == "val")
+    assert n_val > 0, "the fixture's detector-only source has no validation photos"
+    od = report["other_drugs"]
+    assert od["n_pills"] == n_val
+    assert od["found"] == od["unknown"] + od["confidently_wrong"] <= n_val
+    assert od["named_rate"] == (od["confidently_wrong"] / od["found"] if od["found"] else 0.0)
+    card = (bundle_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert f"{od['confidently_wrong']} named as one of this bundle's drugs" in card
+
+
 def _check_result(
     res: IdentifyResult, labels: dict[str, dict[str, Any]], run: ReleaseRun
 ) -> PillResult:
