@@ -31,6 +31,7 @@ from pillsnap_sdk.image import load_image
 from pillsnap_sdk.postprocess import calibrated_softmax
 from pillsnap_sdk.preprocessing import crop_with_margin, preprocess
 from pillsnap_train.calibrate import fit_temperature
+from pillsnap_train.classifier.familiarity import fit_familiarity, pooled_features
 from pillsnap_train.config import load_config
 from pillsnap_train.release.crops import classifier_spec, crop_batches, shifted_crop_batches
 from pillsnap_train.release.data import ReleaseData
@@ -46,28 +47,17 @@ def features(model: Any, x: F) -> tuple[F, F]:
     fs, ls = [], []
     with torch.no_grad():
         for i in range(0, len(x), 64):
-            f = model.forward_head(
-                model.forward_features(torch.from_numpy(x[i : i + 64])), pre_logits=True
-            )
+            f = pooled_features(model, torch.from_numpy(x[i : i + 64]))
             fs.append(f.numpy())
             ls.append(model.get_classifier()(f).numpy())
     return np.concatenate(fs), np.concatenate(ls)
 
 
-def mahalanobis(train: F, labels: npt.NDArray[np.int64], shrink: float = 0.5) -> Any:
-    """A scorer: minus the smallest class-mean Mahalanobis distance (shared covariance)."""
-    classes = sorted(set(labels.tolist()))
-    mu = np.stack([train[labels == c].mean(0) for c in classes])
-    r = train - mu[np.searchsorted(classes, labels)]
-    cov = r.T @ r / len(train)
-    cov = (1 - shrink) * cov + shrink * np.trace(cov) / len(cov) * np.eye(len(cov))
-    prec = np.linalg.inv(cov)
-
-    def score(f: F) -> F:
-        d = [np.einsum("ij,jk,ik->i", f - m, prec, f - m) for m in mu]
-        return np.asarray(-np.min(np.stack(d, 1), 1), np.float32)
-
-    return score
+def mahalanobis(train: F, labels: npt.NDArray[np.int64]) -> Any:
+    """A scorer: minus the smallest class-mean Mahalanobis distance, fitted as the
+    release's familiarity gate is (shared covariance shrunk 0.5; the cut is not used)."""
+    stats = fit_familiarity(train, labels, train[:1], keep=1.0)
+    return lambda f: -stats.distances(f)
 
 
 def nearest(train: F) -> Any:

@@ -17,15 +17,17 @@ FAMILIARITY_FILE = "familiarity.npz"
 def export(
     data: ReleaseData, classifier: TrainClassifierResult, detector: TrainDetectorResult
 ) -> ExportResult:
+    from ..classifier.train import load_trained
     from ..export.onnx_export import export_classifier_onnx
 
     out = data.work / "export"
     out.mkdir(parents=True, exist_ok=True)
     (out / FAMILIARITY_FILE).unlink(missing_ok=True)
+    model, _ = load_trained(Path(classifier.best))
     familiarity = None
     if data.cfg.calibration.familiarity_keep is not None:
-        familiarity = _fit_familiarity(data, Path(classifier.best), out / FAMILIARITY_FILE)
-    model = release_classifier(data, Path(classifier.best))
+        familiarity = _fit_familiarity(data, model.eval(), out / FAMILIARITY_FILE)
+    model = _gated(data, model)
     export_classifier_onnx(model, out / "classifier.onnx", data.cfg.classifier.img_size)
     result = ExportResult(classifier=str(out / "classifier.onnx"), familiarity=familiarity)
     if detector.enabled and detector.best:
@@ -41,28 +43,30 @@ def export(
 def release_classifier(data: ReleaseData, best: Path) -> Any:
     """The trained classifier as the release exports it: wrapped in its familiarity gate
     when the export step fitted one (the parity checks compare against this module)."""
-    from ..classifier.familiarity import FamiliarClassifier, load_familiarity
     from ..classifier.train import load_trained
 
     model, _ = load_trained(best)
+    return _gated(data, model)
+
+
+def _gated(data: ReleaseData, model: Any) -> Any:
+    """``model`` (eval) in the familiarity gate the export step fitted, if it fitted one."""
+    from ..classifier.familiarity import FamiliarClassifier, load_familiarity
+
     stats = data.work / "export" / FAMILIARITY_FILE
     if data.cfg.calibration.familiarity_keep is not None and stats.is_file():
         model = FamiliarClassifier(model, load_familiarity(stats))
     return model.eval()
 
 
-def _fit_familiarity(data: ReleaseData, best: Path, dst: Path) -> dict[str, Any]:
+def _fit_familiarity(data: ReleaseData, model: Any, dst: Path) -> dict[str, Any]:
     """Fit the gate on the training crops' pooled features, cut on the validation crops
     (clean and camera-shifted, as the abstention thresholds are chosen)."""
     import numpy as np
     import torch
 
     from ..classifier.familiarity import fit_familiarity, pooled_features
-    from ..classifier.train import load_trained
     from .crops import crop_batches, shifted_crop_batches
-
-    model, _ = load_trained(best)
-    model.eval()
 
     def feats(x: Any) -> Any:
         with torch.no_grad():

@@ -391,3 +391,24 @@ def test_default_precision_falls_back_loudly_when_its_variant_was_refused() -> N
     report["default_precision"]["served"] = "int8"
     rows = {g["name"]: g for g in gates(GateConfig(), report)}
     assert rows["default precision"]["status"] == "pass"
+
+
+def test_familiarity_gate_is_fitted_exported_and_passes_parity(
+    release_run: ReleaseRun, tmp_path: Path
+) -> None:
+    """``calibration.familiarity_keep``: the export step fits the gate, the exported
+    classifier carries it, and the parity gates compare against the gated torch module."""
+    raw = release_config(
+        tmp_path, aihub=release_run.aihub, yolo=release_run.yolo, detector=False, variants=[]
+    )
+    raw["calibration"] = {**raw.get("calibration", {}), "familiarity_keep": 0.8}
+    rc = load_config(write_config(tmp_path / "gate.yaml", raw))
+    shutil.copytree(release_run.work / "classifier", Path(rc.work_dir) / "classifier")
+    res = run_release(rc, until="package")
+    fam = res["export"]["familiarity"]
+    assert 0 < fam["lo"] < fam["hi"] and fam["keep"] == 0.8 and Path(fam["file"]).is_file()
+    graph = onnx.load(res["export"]["classifier"]).graph
+    assert any(n.name.startswith("/gate/") for n in graph.node)
+    report = json.loads((Path(rc.work_dir) / "bundle" / "report.json").read_text())
+    gates = {g["name"]: g["status"] for g in report["gates"]}
+    assert gates["classifier parity"] == "pass" and gates["pipeline parity"] == "pass"
